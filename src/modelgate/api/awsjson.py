@@ -1,0 +1,116 @@
+"""The AWS JSON 1.0/1.1 RPC protocol: ``POST /`` with ``X-Amz-Target: <Prefix>.<Operation>``.
+
+One :class:`JsonRpcService` per AWS service: it validates the input against botocore's model,
+calls the operation's handler and renders the result or a :class:`ModelgateError` as AWS does
+(``{"__type": code, "message": ...}``, plus ``x-amzn-query-error`` for query-compatible services
+such as CloudWatch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from modelgate.api.http import Request, Send, new_request_id, send_json
+from modelgate.api.shapes import format_errors, service_model, validation_errors
+from modelgate.errors import InternalFailure, ModelgateError, SerializationException, UnknownOperation
+
+log = logging.getLogger(__name__)
+
+Params = dict[str, Any]
+Handler = Callable[[Params], Awaitable[Params]]
+
+
+class InvalidInput(ModelgateError):
+    """Shape validation failure; its code is the service's validation code."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self._code = code
+        self._status = status
+
+
+def error_code(exc: ModelgateError) -> str:
+    return exc._code if isinstance(exc, InvalidInput) else exc.code
+
+
+def error_status(exc: ModelgateError) -> int:
+    return exc._status if isinstance(exc, InvalidInput) else exc.status
+
+
+def to_wire_time(value: float) -> float:
+    """JSON protocols carry timestamps as epoch seconds."""
+    return round(value, 3)
+
+
+def parse_wire_time(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    raise SerializationException(f"Cannot parse timestamp {value!r}")
+
+
+class JsonRpcService:
+    def __init__(
+        self,
+        botocore_name: str,
+        json_version: str,
+        handlers: Mapping[str, Handler],
+        validation_code: str = "ValidationException",
+        query_error_codes: Mapping[str, str] | None = None,
+        pattern_overrides: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
+        self.model = service_model(botocore_name)
+        self.content_type = f"application/x-amz-json-{json_version}".encode()
+        self.handlers = dict(handlers)
+        self.validation_code = validation_code
+        self.query_error_codes = query_error_codes
+        self.pattern_overrides = pattern_overrides or {}
+
+    async def call(self, operation: str, params: Params) -> Params:
+        """Validate and run one operation; raise ModelgateError on any failure."""
+        handler = self.handlers.get(operation)
+        if handler is None or operation not in self.model.operation_names:
+            raise UnknownOperation(f"Operation {operation} is not supported by modelgate.")
+        op_model = self.model.operation_model(operation)
+        errors = validation_errors(op_model, params, self.pattern_overrides)
+        if errors:
+            raise InvalidInput(self.validation_code, format_errors(errors))
+        return await handler(params)
+
+    async def handle(self, request: Request, send: Send, operation: str) -> None:
+        request_id = new_request_id()
+        try:
+            try:
+                params = json.loads(request.body) if request.body.strip() else {}
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
+            if not isinstance(params, dict):
+                raise SerializationException("The request body must be a JSON object.")
+            result = await self.call(operation, params)
+        except ModelgateError as exc:
+            await self.send_error(send, exc, request_id)
+            return
+        except Exception:
+            log.exception("unhandled error in %s", operation)
+            await self.send_error(send, InternalFailure("An internal error occurred."), request_id)
+            return
+        await send_json(send, 200, result, self.content_type, [(b"x-amzn-requestid", request_id.encode())])
+
+    async def send_error(self, send: Send, exc: ModelgateError, request_id: str) -> None:
+        code = error_code(exc)
+        body: dict[str, Any] = {"__type": code, "message": exc.message, "Message": exc.message}
+        body.update(exc.extra_fields())
+        headers = [(b"x-amzn-requestid", request_id.encode()), (b"x-amzn-errortype", code.encode())]
+        if self.query_error_codes is not None:
+            query_code = self.query_error_codes.get(code, code)
+            fault = "Sender" if exc.sender_fault else "Receiver"
+            headers.append((b"x-amzn-query-error", f"{query_code};{fault}".encode()))
+        await send_json(send, error_status(exc), body, self.content_type, headers)

@@ -1,0 +1,1 @@
+"""Typed domain objects: the control-plane resources and their lifecycles."""

@@ -1,0 +1,59 @@
+"""Settings, read once from the environment (prefix ``MODELGATE_``) and passed down."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".modelgate"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    allow_remote: bool = False
+    data_dir: Path = Field(default_factory=default_data_dir)
+    account_id: str = Field(default="123456789012", pattern=r"^\d{12}$")
+    region: str = "us-east-1"
+    invocation_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_payload_bytes: int = 6 * 1024 * 1024
+    max_control_body_bytes: int = 8 * 1024 * 1024
+    max_artifact_bytes: int = 10 * 1024 * 1024 * 1024
+    ping_interval_seconds: float = Field(default=1.0, gt=0)
+    # A health check timeout below SageMaker's 60 s minimum is for tests only; the API still enforces 60-3600.
+    default_startup_health_timeout_seconds: float = Field(default=600.0, gt=0)
+    drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    allow_pip_install: bool = False
+    demo: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    def check_bind(self) -> None:
+        """Refuse a non-loopback address unless the user said so explicitly."""
+        if self.allow_remote:
+            return
+        host = self.host
+        if host == "localhost":
+            return
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError as exc:
+            raise ValueError(
+                f"refusing to bind to {host!r}: only loopback addresses are allowed without --allow-remote "
+                "(modelgate has no authentication yet)"
+            ) from exc
+        if not addr.is_loopback:
+            raise ValueError(
+                f"refusing to bind to {host}: it is not a loopback address; pass --allow-remote "
+                "(or MODELGATE_ALLOW_REMOTE=true) to expose modelgate, which has no authentication yet"
+            )

@@ -1,0 +1,1 @@
+"""Durable state: SQLite through SQLAlchemy (the same schema runs on PostgreSQL)."""

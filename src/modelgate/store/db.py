@@ -1,0 +1,73 @@
+"""Engine and schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+# Control-plane resources (models, endpoint configs, endpoints) as typed JSON documents.
+resources = Table(
+    "resources",
+    metadata,
+    Column("kind", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("creation_time", Float, nullable=False),
+    Column("status", String(32), nullable=True),
+    Column("body", Text, nullable=False),
+    PrimaryKeyConstraint("kind", "name"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("arn", String(512), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", String(256), nullable=False),
+    Column("position", Integer, nullable=False),
+    PrimaryKeyConstraint("arn", "key"),
+)
+
+# Instances we started: written before the process is spawned, so a restarted server can reap them.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("variant", String(128), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("created", Float, nullable=False),
+)
+
+
+def make_engine(data_dir: Path) -> Engine:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{data_dir / 'modelgate.db'}", future=True)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL with synchronous=NORMAL survives a killed process (not a power cut) without an fsync per commit.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    metadata.create_all(engine)
+    return engine
