@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     max_control_body_bytes: int = 8 * 1024 * 1024
     max_artifact_bytes: int = 10 * 1024 * 1024 * 1024
     ping_interval_seconds: float = Field(default=1.0, gt=0)
-    # A health check timeout below SageMaker's 60 s minimum is for tests only; the API still enforces 60-3600.
     default_startup_health_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Caps ContainerStartupHealthCheckTimeoutInSeconds (whose API minimum is 60 s): for tests and impatient operators.
+    max_startup_health_timeout_seconds: float | None = Field(default=None, gt=0)
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     allow_pip_install: bool = False
     demo: bool = False

@@ -112,6 +112,16 @@ class Endpoint(_Domain):
     creation_time: float
     last_modified_time: float
     variants: tuple[VariantState, ...] = ()
+    # What the endpoint was created or last updated from, kept so it can be restored after a restart even
+    # if the endpoint config or a model has since been deleted (SageMaker allows both).
+    config: EndpointConfig | None = None
+    models: tuple[Model, ...] = ()
+
+    def model(self, name: str) -> Model | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
 
     def variant(self, name: str) -> VariantState | None:
         for v in self.variants:

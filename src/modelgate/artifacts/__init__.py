@@ -1,0 +1,1 @@
+"""Fetching and unpacking model data."""

@@ -1,0 +1,151 @@
+"""The ``modelgate`` command: ``serve``, and plain commands for people who never used AWS.
+
+    modelgate serve [--host H] [--port P] [--data-dir D] [--allow-remote] [--demo]
+    modelgate endpoints                      list endpoints with status and variants
+    modelgate describe NAME                  one endpoint, as JSON
+    modelgate invoke NAME [--body TEXT | --file F] [--content-type T] [--accept A] [--variant V]
+
+The client commands talk to a running server (``--url``, default ``http://127.0.0.1:8080`` or
+``$MODELGATE_URL``) through boto3, with placeholder credentials when none are configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _client(service: str, url: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "modelgate"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "modelgate"),
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    return session.client(service, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from modelgate.server import DataDirLocked, serve
+    from modelgate.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.data_dir is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    if args.allow_remote:
+        overrides["allow_remote"] = True
+    if args.demo:
+        overrides["demo"] = True
+    settings = Settings(**overrides)
+    try:
+        serve(settings)
+    except (ValueError, DataDirLocked) as exc:
+        print(f"modelgate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_endpoints(args: argparse.Namespace) -> int:
+    sm = _client("sagemaker", args.url)
+    rows = []
+    for page in sm.get_paginator("list_endpoints").paginate():
+        for e in page["Endpoints"]:
+            d = sm.describe_endpoint(EndpointName=e["EndpointName"])
+            variants = ", ".join(
+                f"{v['VariantName']} (weight {v.get('CurrentWeight', 0):g}, {v.get('CurrentInstanceCount', 0)} inst)"
+                for v in d.get("ProductionVariants", [])
+            )
+            rows.append((e["EndpointName"], e["EndpointStatus"], variants))
+    if not rows:
+        print("no endpoints")
+        return 0
+    width = max(len(r[0]) for r in rows)
+    for name, status, variants in rows:
+        print(f"{name:<{width}}  {status:<12}  {variants}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    sm = _client("sagemaker", args.url)
+    d = sm.describe_endpoint(EndpointName=args.name)
+    d.pop("ResponseMetadata", None)
+    print(json.dumps(d, indent=2, default=str))
+    return 0
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    rt = _client("sagemaker-runtime", args.url)
+    if args.file:
+        body = Path(args.file).read_bytes()
+    elif args.body is not None:
+        body = args.body.encode()
+    else:
+        body = sys.stdin.buffer.read()
+    kwargs: dict[str, Any] = {"EndpointName": args.name, "Body": body, "ContentType": args.content_type}
+    if args.accept:
+        kwargs["Accept"] = args.accept
+    if args.variant:
+        kwargs["TargetVariant"] = args.variant
+    resp = rt.invoke_endpoint(**kwargs)
+    out = resp["Body"].read()
+    print(f"# variant: {resp.get('InvokedProductionVariant')}", file=sys.stderr)
+    sys.stdout.write(out.decode("utf-8", "replace"))
+    if not out.endswith(b"\n"):
+        sys.stdout.write("\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelgate", description="SageMaker-compatible model hosting.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the server")
+    s.add_argument("--host", help="address to bind (default 127.0.0.1; non-loopback needs --allow-remote)")
+    s.add_argument("--port", type=int, help="port (default 8080)")
+    s.add_argument("--data-dir", help="state directory (default ~/.modelgate, or $MODELGATE_DATA_DIR)")
+    s.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    s.add_argument("--demo", action="store_true", help="deploy the churn-demo endpoint at start")
+    s.set_defaults(func=_cmd_serve)
+
+    url = os.environ.get("MODELGATE_URL", DEFAULT_URL)
+    e = sub.add_parser("endpoints", help="list endpoints")
+    e.add_argument("--url", default=url)
+    e.set_defaults(func=_cmd_endpoints)
+
+    d = sub.add_parser("describe", help="describe an endpoint")
+    d.add_argument("name")
+    d.add_argument("--url", default=url)
+    d.set_defaults(func=_cmd_describe)
+
+    i = sub.add_parser("invoke", help="invoke an endpoint")
+    i.add_argument("name")
+    i.add_argument("--body", help="request body (default: read standard input)")
+    i.add_argument("--file", help="read the request body from a file")
+    i.add_argument("--content-type", default="text/csv")
+    i.add_argument("--accept")
+    i.add_argument("--variant", help="TargetVariant")
+    i.add_argument("--url", default=url)
+    i.set_defaults(func=_cmd_invoke)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Exception as exc:  # a client error: print it plainly, no traceback
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError | BotoCoreError):
+            print(f"modelgate: {exc}", file=sys.stderr)
+            return 1
+        raise

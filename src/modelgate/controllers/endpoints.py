@@ -1,0 +1,326 @@
+"""The endpoint controller: makes running fleets match what the store says each endpoint should be.
+
+Services write an endpoint's intent (status Creating, Updating or Deleting, and desired weights and
+counts) to the store, then ``submit`` it here. The controller acts, and writes each outcome back.
+At start it reaps instances a killed server left behind and resumes every endpoint from its stored
+status: InService endpoints serve again, Creating ones are created again, Updating ones are restored
+and the update re-applied, Deleting ones finish deleting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from modelgate.artifacts.fetch import ArtifactCache, ModelDataError
+from modelgate.clock import Clock
+from modelgate.controllers.fleets import Fleet, FleetManager, FleetSpec, InstanceFailure
+from modelgate.domain.resources import Endpoint, EndpointStatus, VariantState
+from modelgate.routing.table import EndpointRoute, RoutingTable, VariantRoute
+from modelgate.runtime.images import resolve_image
+from modelgate.runtime.process import reap
+from modelgate.store.repo import Repository
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOWNLOAD_TIMEOUT = 3600.0
+SERVING = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK)
+
+
+class EndpointController:
+    def __init__(
+        self,
+        repo: Repository,
+        fleets: FleetManager,
+        artifacts: ArtifactCache,
+        table: RoutingTable,
+        clock: Clock,
+        default_health_timeout: float,
+        max_health_timeout: float | None = None,
+    ) -> None:
+        self.repo = repo
+        self.fm = fleets
+        self.artifacts = artifacts
+        self.table = table
+        self.clock = clock
+        self.default_health_timeout = default_health_timeout
+        self.max_health_timeout = max_health_timeout
+        self.fleets: dict[str, dict[str, Fleet]] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        fleets.on_change = self.publish
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reap what a previous server left running, then resume every endpoint."""
+        for rec in self.repo.all_instances():
+            if rec.pid is not None and reap(rec.pid, rec.id):
+                log.info("reaped leftover instance %s (pid %s)", rec.id, rec.pid)
+            self.repo.remove_instance(rec.id)
+        for ep in self.repo.all(Endpoint):
+            self.endpoints[ep.name] = ep
+            if ep.status == EndpointStatus.CREATING:
+                self.submit(ep.name, self._create(ep.name))
+            elif ep.status in SERVING or ep.status == EndpointStatus.UPDATE_ROLLBACK_FAILED:
+                self.submit(ep.name, self._restore(ep.name))
+            elif ep.status == EndpointStatus.DELETING:
+                self.submit(ep.name, self._delete(ep.name))
+
+    async def stop(self) -> None:
+        """Server shutdown: stop every instance; the store keeps each endpoint for the next start."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(
+            *(self.fm.stop_all(f, drain=False) for fleets in self.fleets.values() for f in fleets.values())
+        )
+
+    def submit(self, name: str, work: asyncio.Future[None] | object) -> None:
+        """Run one operation on an endpoint; a newer operation (delete) cancels the one in progress."""
+        previous = self.tasks.get(name)
+
+        async def run() -> None:
+            if previous is not None and not previous.done():
+                previous.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await previous
+            try:
+                await work  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("operation on endpoint %s failed", name)
+
+        self.tasks[name] = asyncio.create_task(run())
+
+    async def idle(self, name: str) -> None:
+        """Wait until no operation is in progress on the endpoint (for tests and shutdown)."""
+        task = self.tasks.get(name)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def notify(self, ep: Endpoint) -> None:
+        """The service stored a new version of the endpoint."""
+        self.endpoints[ep.name] = ep
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def publish(self, name: str) -> None:
+        ep = self.endpoints.get(name)
+        fleets = self.fleets.get(name)
+        if ep is None or fleets is None or ep.status not in SERVING:
+            return
+        assert ep.config is not None
+        variants = []
+        for v in ep.variants:
+            fleet = fleets.get(v.variant_name)
+            pv = ep.config.variant(v.variant_name)
+            if fleet is None or pv is None:
+                continue
+            variants.append(
+                VariantRoute(
+                    name=v.variant_name,
+                    weight=v.current_weight,
+                    fleets=(fleet.route(),),
+                    fleet_shares=(1.0,),
+                    random_routing=pv.routing_strategy.value == "RANDOM",
+                )
+            )
+        self.table.publish(EndpointRoute(name, tuple(variants)))
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def _save(self, ep: Endpoint) -> Endpoint:
+        self.endpoints[ep.name] = ep
+        self.repo.save_endpoint(ep)
+        return ep
+
+    def _health_timeout(self, configured: int | None) -> float:
+        timeout = float(configured) if configured is not None else self.default_health_timeout
+        if self.max_health_timeout is not None:
+            timeout = min(timeout, self.max_health_timeout)
+        return timeout
+
+    async def _fleet_for(self, ep: Endpoint, variant_name: str) -> Fleet:
+        assert ep.config is not None
+        pv = ep.config.variant(variant_name)
+        assert pv is not None
+        model = ep.model(pv.model_name)
+        if model is None:
+            raise InstanceFailure(f"model {pv.model_name} is missing from the endpoint's deployment")
+        container = model.containers[0]
+        try:
+            launch = resolve_image(container.image)
+        except Exception as exc:
+            raise InstanceFailure(str(exc)) from exc
+        timeout = float(pv.model_data_download_timeout_s or DEFAULT_DOWNLOAD_TIMEOUT)
+        try:
+            model_dir: Path = await self.artifacts.materialize(container.model_data_url, timeout)
+        except ModelDataError as exc:
+            raise InstanceFailure(str(exc)) from exc
+        spec = FleetSpec(ep.name, pv, model, launch, model_dir, self._health_timeout(pv.startup_health_check_timeout_s))
+        return Fleet(id=f"{ep.name}/{variant_name}/{ep.config_name}", spec=spec, desired=0)
+
+    async def _provision(self, ep: Endpoint, counts: dict[str, int]) -> dict[str, Fleet] | str:
+        """Start every variant's fleet; all healthy, or everything stopped and a FailureReason returned."""
+        fleets: dict[str, Fleet] = {}
+        self.fleets[ep.name] = fleets
+
+        async def one(variant: str, count: int) -> None:
+            try:
+                fleet = await self._fleet_for(ep, variant)
+            except InstanceFailure as exc:
+                raise _VariantFailure(variant, exc.reason) from exc
+            fleets[variant] = fleet
+            try:
+                await self.fm.scale(fleet, count)
+            except InstanceFailure as exc:
+                raise _VariantFailure(variant, exc.reason) from exc
+
+        results = await asyncio.gather(*(one(v, n) for v, n in counts.items()), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if not failures:
+            return fleets
+        await asyncio.gather(*(self.fm.stop_all(f, drain=False) for f in fleets.values()))
+        self.fleets.pop(ep.name, None)
+        first = failures[0]
+        if isinstance(first, _VariantFailure):
+            return (
+                f"The primary container for production variant {first.variant} did not pass the ping health "
+                f"check: {first.reason}"
+            )[:1024]
+        return f"Unexpected error while creating the endpoint: {type(first).__name__}: {first}"[:1024]
+
+    async def _create(self, name: str) -> None:
+        ep = self.endpoints[name]
+        result = await self._provision(ep, {v.variant_name: v.desired_instance_count for v in ep.variants})
+        ep = self.endpoints[name]
+        now = self.clock.now()
+        if isinstance(result, str):
+            self._save(ep.model_copy(update={"status": EndpointStatus.FAILED, "failure_reason": result,
+                                             "last_modified_time": now}))
+            return
+        variants = tuple(
+            v.model_copy(update={"current_weight": v.desired_weight,
+                                 "current_instance_count": v.desired_instance_count})
+            for v in ep.variants
+        )
+        ep = ep.model_copy(update={"status": EndpointStatus.IN_SERVICE, "variants": variants,
+                                   "last_modified_time": now, "failure_reason": None})
+        self.endpoints[name] = ep
+        self.publish(name)
+        self._save(ep)
+
+    async def _restore(self, name: str) -> None:
+        """After a restart: bring back what was serving, then finish what was in progress."""
+        ep = self.endpoints[name]
+        result = await self._provision(ep, {v.variant_name: v.current_instance_count for v in ep.variants})
+        ep = self.endpoints[name]
+        if isinstance(result, str):
+            self._save(ep.model_copy(update={
+                "status": EndpointStatus.FAILED,
+                "failure_reason": f"The endpoint could not be restored after a restart: {result}"[:1024],
+                "last_modified_time": self.clock.now(),
+            }))
+            self.table.withdraw(name)
+            return
+        self.publish(name)
+        if ep.status == EndpointStatus.UPDATING:
+            await self._apply_weights(name)
+        elif ep.status != EndpointStatus.IN_SERVICE:
+            self._save(ep.model_copy(update={"status": EndpointStatus.IN_SERVICE,
+                                             "last_modified_time": self.clock.now()}))
+
+    async def apply_weights(self, name: str) -> None:
+        await self._apply_weights(name)
+
+    async def _apply_weights(self, name: str) -> None:
+        """Apply desired counts (starting and stopping processes), then desired weights."""
+        ep = self.endpoints[name]
+        fleets = self.fleets.get(name, {})
+        failure: str | None = None
+        for v in ep.variants:
+            fleet = fleets.get(v.variant_name)
+            if fleet is None or v.desired_instance_count == fleet.healthy_count:
+                continue
+            try:
+                await self.fm.scale(fleet, v.desired_instance_count)
+            except InstanceFailure as exc:
+                failure = (
+                    f"Failed to update the instance count of production variant {v.variant_name} to "
+                    f"{v.desired_instance_count}: {exc.reason}"
+                )[:1024]
+                break
+            self._set_variant(name, v.variant_name, current_instance_count=v.desired_instance_count)
+        ep = self.endpoints[name]
+        now = self.clock.now()
+        if failure is not None:
+            self._save(ep.model_copy(update={"status": EndpointStatus.ROLLING_BACK, "last_modified_time": now}))
+            for v in ep.variants:
+                fleet = fleets.get(v.variant_name)
+                if fleet is not None and fleet.healthy_count != v.current_instance_count:
+                    with contextlib.suppress(InstanceFailure):
+                        await self.fm.scale(fleet, v.current_instance_count)
+            ep = self.endpoints[name]
+            variants = tuple(
+                v.model_copy(update={"desired_weight": v.current_weight,
+                                     "desired_instance_count": v.current_instance_count})
+                for v in ep.variants
+            )
+            self._save(ep.model_copy(update={"status": EndpointStatus.IN_SERVICE, "variants": variants,
+                                             "failure_reason": failure, "last_modified_time": self.clock.now()}))
+            self.publish(name)
+            return
+        variants = tuple(v.model_copy(update={"current_weight": v.desired_weight}) for v in ep.variants)
+        ep = ep.model_copy(update={"variants": variants, "status": EndpointStatus.IN_SERVICE,
+                                   "last_modified_time": now})
+        self.endpoints[name] = ep
+        self.publish(name)
+        self._save(ep)
+
+    def _set_variant(self, name: str, variant: str, **changes: float | int) -> None:
+        ep = self.endpoints[name]
+        variants: list[VariantState] = []
+        for v in ep.variants:
+            variants.append(v.model_copy(update=changes) if v.variant_name == variant else v)
+        self._save(ep.model_copy(update={"variants": tuple(variants)}))
+
+    async def _delete(self, name: str) -> None:
+        self.table.withdraw(name)
+        fleets = self.fleets.pop(name, {})
+        await asyncio.gather(*(self.fm.stop_all(f) for f in fleets.values()))
+        ep = self.endpoints.pop(name, None)
+        if ep is not None:
+            self.repo.delete(Endpoint, name, ep.arn)
+
+    def delete(self, name: str) -> None:
+        self.submit(name, self._delete(name))
+
+    def create(self, name: str) -> None:
+        self.submit(name, self._create(name))
+
+    def update_weights(self, name: str) -> None:
+        self.submit(name, self._apply_weights(name))
+
+    def instances(self) -> list[tuple[str, str, str, int]]:
+        """(endpoint, variant, instance id, pid) of every running instance, for the metrics sampler."""
+        out = []
+        for name, fleets in self.fleets.items():
+            for variant, fleet in fleets.items():
+                for inst in fleet.instances:
+                    if inst.route.alive:
+                        out.append((name, variant, inst.route.id, inst.route.pid))
+        return out
+
+
+class _VariantFailure(Exception):
+    def __init__(self, variant: str, reason: str) -> None:
+        super().__init__(reason)
+        self.variant = variant
+        self.reason = reason

@@ -1,0 +1,260 @@
+"""Fleets and their instances: start, health-check, watch, drain and stop worker processes.
+
+A fleet is the running instances of one production variant of one endpoint config. Every instance
+is recorded in the store before its process is spawned (so a restarted server can reap it), and
+removed from the store after it has stopped. When an instance dies on its own, the router stops
+choosing it at once (the fleet republishes its route through ``on_change``), what was in flight to
+it fails with a named error (the connection breaks), and ``on_death`` lets the endpoint controller
+start a replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelgate.clock import Clock
+from modelgate.domain.resources import Model, ProductionVariant
+from modelgate.routing.table import FleetRoute, Instance
+from modelgate.runtime.client import InstanceClient
+from modelgate.runtime.images import LaunchSpec
+from modelgate.runtime.instance_types import shape_of
+from modelgate.runtime.process import INSTANCE_ENV, ProcessHandle, Spawner, failure_line, free_port
+from modelgate.store.repo import InstanceRecord, Repository
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 5.0
+
+
+class InstanceFailure(Exception):
+    """An instance could not start or did not become healthy; ``reason`` is for a FailureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class RunningInstance:
+    route: Instance
+    handle: ProcessHandle
+    log_path: Path
+    exited: asyncio.Future[int]
+    stopping: bool = False
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    endpoint: str
+    variant: ProductionVariant
+    model: Model
+    launch: LaunchSpec
+    model_dir: Path
+    health_timeout: float
+
+
+@dataclass(eq=False)
+class Fleet:
+    id: str
+    spec: FleetSpec
+    desired: int
+    instances: list[RunningInstance] = field(default_factory=list)
+    retired: bool = False
+    replacing: asyncio.Task[None] | None = None
+
+    def route(self) -> FleetRoute:
+        return FleetRoute(self.id, tuple(i.route for i in self.instances if i.route.alive and not i.stopping))
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(1 for i in self.instances if i.route.alive and not i.stopping)
+
+
+class FleetManager:
+    def __init__(
+        self,
+        repo: Repository,
+        spawner: Spawner,
+        client: InstanceClient,
+        clock: Clock,
+        logs_dir: Path,
+        drain_timeout: float,
+        allow_pip_install: bool,
+        on_change: Callable[[str], None],
+    ) -> None:
+        self.repo = repo
+        self.spawner = spawner
+        self.client = client
+        self.clock = clock
+        self.logs_dir = logs_dir
+        self.drain_timeout = drain_timeout
+        self.allow_pip_install = allow_pip_install
+        self.on_change = on_change
+
+    def _env(self, spec: FleetSpec, instance_id: str, port: int) -> dict[str, str]:
+        container = spec.model.containers[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")}
+        env.update(container.environment)
+        env.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", str(shape_of(spec.variant.instance_type).workers))
+        env.update(
+            {
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "SM_MODEL_DIR": str(spec.model_dir),
+                "MODELGATE_MODEL_DIR": str(spec.model_dir),
+                INSTANCE_ENV: instance_id,
+                "MODELGATE_ALLOW_PIP_INSTALL": "true" if self.allow_pip_install else "false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    async def start_instance(self, fleet: Fleet) -> RunningInstance:
+        """Spawn one instance and wait until it answers /ping; add it to the fleet once healthy."""
+        spec = fleet.spec
+        instance_id = f"i-{uuid.uuid4().hex[:17]}"
+        port = free_port()
+        self.repo.add_instance(
+            InstanceRecord(instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now())
+        )
+        log_path = self.logs_dir / spec.endpoint / spec.variant.variant_name / f"{instance_id}.log"
+        try:
+            handle = await self.spawner.spawn(
+                spec.launch.argv, self._env(spec, instance_id, port), spec.model_dir, log_path
+            )
+        except OSError as exc:
+            self.repo.remove_instance(instance_id)
+            raise InstanceFailure(f"the instance process could not be started: {exc}") from exc
+        self.repo.set_instance_pid(instance_id, handle.pid)
+        exited: asyncio.Future[int] = asyncio.ensure_future(handle.wait())
+        route = Instance(instance_id, spec.endpoint, spec.variant.variant_name, fleet.id, port, handle.pid)
+        inst = RunningInstance(route, handle, log_path, exited)
+        try:
+            await self._wait_healthy(inst, spec.health_timeout)
+        except BaseException:
+            await self._kill(inst)
+            raise
+        fleet.instances.append(inst)
+        exited.add_done_callback(lambda _f: self._exited(fleet, inst))
+        return inst
+
+    async def _wait_healthy(self, inst: RunningInstance, timeout: float) -> None:
+        deadline = self.clock.monotonic() + timeout
+        delay = 0.02
+        while True:
+            if inst.exited.done():
+                code = inst.exited.result()
+                detail = failure_line(inst.log_path)
+                raise InstanceFailure(
+                    f"the instance exited with code {code} before passing the ping health check"
+                    + (f": {detail}" if detail else "")
+                )
+            if await self.client.ping(inst.route.base_url):
+                return
+            if self.clock.monotonic() >= deadline:
+                detail = failure_line(inst.log_path)
+                raise InstanceFailure(
+                    f"the instance did not pass the ping health check within {timeout:.0f} s"
+                    + (f" (last log line: {detail})" if detail else "")
+                )
+            await asyncio.wait([inst.exited], timeout=delay)
+            delay = min(delay * 2, 0.5)
+
+    def _exited(self, fleet: Fleet, inst: RunningInstance) -> None:
+        inst.route.alive = False
+        if inst.stopping:
+            return
+        code = inst.exited.result() if not inst.exited.cancelled() else -1
+        log.warning(
+            "instance %s of %s/%s exited unexpectedly (code %s): %s",
+            inst.route.id, fleet.spec.endpoint, fleet.spec.variant.variant_name, code, failure_line(inst.log_path),
+        )
+        with contextlib.suppress(ValueError):
+            fleet.instances.remove(inst)
+        self.repo.remove_instance(inst.route.id)
+        self.on_change(fleet.spec.endpoint)
+        if not fleet.retired:
+            self.ensure_replacing(fleet)
+
+    def ensure_replacing(self, fleet: Fleet) -> None:
+        if fleet.replacing is None or fleet.replacing.done():
+            fleet.replacing = asyncio.create_task(self._replace(fleet))
+
+    async def _replace(self, fleet: Fleet) -> None:
+        backoff = 1.0
+        while not fleet.retired and fleet.healthy_count < fleet.desired:
+            try:
+                await self.start_instance(fleet)
+            except InstanceFailure as exc:
+                log.warning("replacement for %s failed: %s; retrying in %.0f s", fleet.id, exc.reason, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if fleet.retired:
+                await self.stop_all(fleet)
+                return
+            self.on_change(fleet.spec.endpoint)
+            backoff = 1.0
+
+    async def stop_instance(self, fleet: Fleet, inst: RunningInstance, drain: bool = True) -> None:
+        """Take the instance out of the route, let what is in flight finish, then stop it."""
+        inst.stopping = True
+        self.on_change(fleet.spec.endpoint)
+        if drain:
+            deadline = self.clock.monotonic() + self.drain_timeout
+            while inst.route.outstanding > 0 and self.clock.monotonic() < deadline and not inst.exited.done():
+                await asyncio.sleep(0.02)
+        await self._kill(inst)
+        with contextlib.suppress(ValueError):
+            fleet.instances.remove(inst)
+
+    async def _kill(self, inst: RunningInstance) -> None:
+        inst.stopping = True
+        inst.route.alive = False
+        if not inst.exited.done():
+            inst.handle.signal_group(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(inst.exited), STOP_GRACE_SECONDS)
+        if not inst.exited.done():
+            inst.handle.signal_group(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(inst.exited), STOP_GRACE_SECONDS)
+        self.repo.remove_instance(inst.route.id)
+
+    async def stop_all(self, fleet: Fleet, drain: bool = True) -> None:
+        fleet.retired = True
+        if fleet.replacing is not None and not fleet.replacing.done():
+            fleet.replacing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fleet.replacing
+        await asyncio.gather(*(self.stop_instance(fleet, i, drain) for i in list(fleet.instances)))
+
+    async def scale(self, fleet: Fleet, count: int) -> None:
+        """Grow or shrink the fleet to ``count`` healthy instances; InstanceFailure undoes a failed growth."""
+        current = [i for i in fleet.instances if i.route.alive and not i.stopping]
+        if count > len(current):
+            before = set(map(id, fleet.instances))
+            results = await asyncio.gather(
+                *(self.start_instance(fleet) for _ in range(count - len(current))), return_exceptions=True
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                added = [i for i in fleet.instances if id(i) not in before]
+                await asyncio.gather(*(self.stop_instance(fleet, i, drain=False) for i in added))
+                first = failures[0]
+                if isinstance(first, InstanceFailure):
+                    raise first
+                raise InstanceFailure(f"{type(first).__name__}: {first}")
+            fleet.desired = count
+        elif count < len(current):
+            fleet.desired = count
+            victims = current[count:]
+            await asyncio.gather(*(self.stop_instance(fleet, i) for i in victims))
+        fleet.desired = count

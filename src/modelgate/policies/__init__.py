@@ -1,0 +1,1 @@
+"""Pure policies: state and draws in, decision out; no clock, no randomness, no I/O."""

@@ -1,0 +1,80 @@
+"""Routing tables: immutable snapshots swapped in atomically by the controllers.
+
+For each endpoint: its variants with their weights, for each variant its fleets (blue/green during a
+rollout) with their share of the variant's traffic, and each fleet's healthy instances. The only
+mutable state the router touches is each instance's ``outstanding`` counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelgate.policies.routing import cumulative
+
+
+class Instance:
+    """A running instance as the router sees it."""
+
+    __slots__ = ("alive", "base_url", "endpoint", "fleet", "id", "outstanding", "pid", "port", "variant")
+
+    def __init__(self, id: str, endpoint: str, variant: str, fleet: str, port: int, pid: int) -> None:
+        self.id = id
+        self.endpoint = endpoint
+        self.variant = variant
+        self.fleet = fleet
+        self.port = port
+        self.pid = pid
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.outstanding = 0
+        self.alive = True
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRoute:
+    fleet_id: str
+    instances: tuple[Instance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRoute:
+    name: str
+    weight: float
+    fleets: tuple[FleetRoute, ...]
+    fleet_shares: tuple[float, ...]
+    random_routing: bool
+    cum_shares: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cum_shares", cumulative(self.fleet_shares))
+
+    @property
+    def instance_count(self) -> int:
+        return sum(len(f.instances) for f in self.fleets)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRoute:
+    name: str
+    variants: tuple[VariantRoute, ...]
+    by_name: dict[str, VariantRoute] = field(init=False)
+    cum_weights: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {v.name: v for v in self.variants})
+        object.__setattr__(self, "cum_weights", cumulative([v.weight for v in self.variants]))
+
+
+class RoutingTable:
+    """Endpoint name → route. Controllers ``publish``; the router only reads."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, EndpointRoute] = {}
+
+    def get(self, endpoint: str) -> EndpointRoute | None:
+        return self._routes.get(endpoint)
+
+    def publish(self, route: EndpointRoute) -> None:
+        self._routes[route.name] = route
+
+    def withdraw(self, endpoint: str) -> None:
+        self._routes.pop(endpoint, None)

@@ -1,0 +1,1 @@
+"""Where instances run: images mapped to launch commands, and the local process runtime."""

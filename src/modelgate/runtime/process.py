@@ -1,0 +1,120 @@
+"""Spawning instance processes, behind a small interface that unit tests can replace.
+
+Each instance is its own session (process group), so stopping it reaches whatever it forked, and on
+Linux it gets ``PR_SET_PDEATHSIG=SIGKILL`` so it cannot outlive a killed server. A restarted server
+also reaps instances recorded in the store (see ``reap``), in case the signal could not be set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+FAILURE_PREFIX = "MODELGATE-FAILURE: "
+INSTANCE_ENV = "MODELGATE_INSTANCE_ID"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _set_pdeathsig() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class ProcessHandle(Protocol):
+    pid: int
+
+    async def wait(self) -> int: ...
+
+    def signal_group(self, sig: int) -> None: ...
+
+
+class Spawner(Protocol):
+    async def spawn(
+        self, argv: tuple[str, ...], env: Mapping[str, str], cwd: Path, log_path: Path
+    ) -> ProcessHandle: ...
+
+
+@dataclass
+class _LocalHandle:
+    proc: asyncio.subprocess.Process
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+
+class LocalSpawner:
+    async def spawn(
+        self, argv: tuple[str, ...], env: Mapping[str, str], cwd: Path, log_path: Path
+    ) -> ProcessHandle:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env=dict(env),
+                cwd=str(cwd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=_set_pdeathsig,
+            )
+        return _LocalHandle(proc)
+
+
+def failure_line(log_path: Path) -> str | None:
+    """The last ``MODELGATE-FAILURE:`` line an instance wrote, or its last log line."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        if line.startswith(FAILURE_PREFIX):
+            return line[len(FAILURE_PREFIX) :].strip()
+    for line in reversed(tail):
+        if line.strip():
+            return line.strip()[-400:]
+    return None
+
+
+def reap(pid: int, instance_id: str) -> bool:
+    """Kill a leftover instance process of a previous server, if ``pid`` is still that instance."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+    except OSError:
+        return False
+    if f"{INSTANCE_ENV}={instance_id}".encode() not in environ:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    return True

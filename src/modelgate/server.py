@@ -1,0 +1,137 @@
+"""The composition root: one of each effect, wired from the settings. Nothing imports this module."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from modelgate.api.app import App, Route
+from modelgate.api.awsjson import JsonRpcService
+from modelgate.api.http import Request, Send, send_response
+from modelgate.api.runtime import RuntimeApi
+from modelgate.api.sagemaker import build as build_sagemaker
+from modelgate.artifacts.fetch import ArtifactCache
+from modelgate.clock import SystemClock
+from modelgate.controllers.endpoints import EndpointController
+from modelgate.controllers.fleets import FleetManager
+from modelgate.domain.arns import ArnBuilder
+from modelgate.routing.router import NullRecorder, Router
+from modelgate.routing.table import RoutingTable
+from modelgate.runtime.client import InstanceClient
+from modelgate.runtime.process import LocalSpawner
+from modelgate.services.control import ControlPlane
+from modelgate.settings import Settings
+from modelgate.store.db import make_engine
+from modelgate.store.repo import Repository
+
+log = logging.getLogger("modelgate")
+
+
+class DataDirLocked(Exception):
+    pass
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """One server per data directory: hold an exclusive lock for the server's lifetime."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    f = open(data_dir / "server.lock", "a+")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        f.close()
+        raise DataDirLocked(f"another modelgate server is using {data_dir}") from exc
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+@dataclass
+class Server:
+    settings: Settings
+    app: App
+    control: ControlPlane
+    controller: EndpointController
+    client: InstanceClient
+    after_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def build(settings: Settings) -> Server:
+    data = settings.data_dir
+    engine = make_engine(data)
+    repo = Repository(engine)
+    clock = SystemClock()
+    arns = ArnBuilder(settings.account_id, settings.region)
+    table = RoutingTable()
+    client = InstanceClient(settings.invocation_timeout_seconds)
+    recorder = NullRecorder()
+    router = Router(table, client, recorder, settings.account_id, arns.log_stream(""))
+    fleets = FleetManager(
+        repo, LocalSpawner(), client, clock, data / "logs", settings.drain_timeout_seconds,
+        settings.allow_pip_install, on_change=lambda _name: None,
+    )
+    controller = EndpointController(
+        repo, fleets, ArtifactCache(data / "artifacts", settings.max_artifact_bytes), table, clock,
+        settings.default_startup_health_timeout_seconds, settings.max_startup_health_timeout_seconds,
+    )
+    control = ControlPlane(repo, controller, arns, clock)
+    json_services: dict[str, JsonRpcService] = {"SageMaker": build_sagemaker(control)}
+
+    async def healthz(_req: Request, send: Send) -> None:
+        await send_response(send, 200, b'{"status":"ok"}', [(b"content-type", b"application/json")])
+
+    routes = [Route("GET", "/healthz", healthz), Route("GET", "/ping", healthz)]
+    server: Server
+
+    async def startup() -> None:
+        await controller.start()
+        for hook in server.after_start:
+            asyncio.create_task(hook())
+
+    async def shutdown() -> None:
+        await controller.stop()
+        await client.close()
+        engine.dispose()
+
+    app = App(
+        RuntimeApi(router, settings.max_payload_bytes), json_services, routes, settings.max_control_body_bytes,
+        on_startup=startup, on_shutdown=shutdown,
+    )
+    server = Server(settings, app, control, controller, client)
+    return server
+
+
+def serve(settings: Settings) -> None:
+    settings.check_bind()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        server = build(settings)
+        if settings.demo:
+            from modelgate.demo import deploy_demo
+
+            server.after_start.append(lambda: deploy_demo(server.control, settings))
+        config = uvicorn.Config(
+            server.app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+        )
+        log.info("modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
+        uvicorn.Server(config).run()
+    finally:
+        lock.close()

@@ -1,0 +1,1 @@
+"""Use cases on typed domain objects; they raise domain errors only."""

@@ -1,0 +1,182 @@
+"""Black-box fixtures: a real ``modelgate serve`` process per test, driven with boto3."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ECHO_SERVER = Path(__file__).parent / "containers" / "echo_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "MODELGATE_DATA_DIR": str(self.data_dir), "MODELGATE_PORT": str(self.port)}
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelgate", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}, read_timeout=120),
+        )
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    servers: list[ServerProcess] = []
+
+    def make(**env: str) -> ServerProcess:
+        defaults = {"MODELGATE_MAX_STARTUP_HEALTH_TIMEOUT_SECONDS": "15", "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5"}
+        s = ServerProcess(tmp_path / "data", free_port(), {**defaults, **env})
+        s.start()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> ServerProcess:
+    return server_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sm(server: ServerProcess) -> Any:
+    return server.client("sagemaker")
+
+
+@pytest.fixture
+def rt(server: ServerProcess) -> Any:
+    return server.client("sagemaker-runtime")
+
+
+@pytest.fixture
+def echo_image(tmp_path: Path) -> str:
+    """A ``command:`` image that runs the echo container."""
+    script = tmp_path / "echo-container"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {ECHO_SERVER} \"$@\"\n")
+    script.chmod(0o755)
+    return f"command:{script}"
+
+
+def model_tar(path: Path, files: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def wait_in_service(sm: Any, name: str, attempts: int = 60) -> dict[str, Any]:
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": attempts})
+    return sm.describe_endpoint(EndpointName=name)  # type: ignore[no-any-return]
+
+
+def wait_status(sm: Any, name: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        d = sm.describe_endpoint(EndpointName=name)
+        if d["EndpointStatus"] in statuses:
+            return d  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"endpoint {name} stayed {d['EndpointStatus']}: {d}")
+        time.sleep(0.2)
+
+
+def deploy_echo(
+    sm: Any,
+    image: str,
+    name: str,
+    variants: list[tuple[str, float, int]],
+    model_data: str | None = None,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+) -> None:
+    """Create one model per variant (tagged by ECHO_TAG), a config and an endpoint."""
+    pvs = []
+    for variant, weight, count in variants:
+        container: dict[str, Any] = {"Image": image, "Environment": {"ECHO_TAG": variant, **(env or {})}}
+        if model_data:
+            container["ModelDataUrl"] = model_data
+        sm.create_model(ModelName=f"{name}-{variant}", PrimaryContainer=container)
+        pvs.append(
+            {"VariantName": variant, "ModelName": f"{name}-{variant}", "InitialInstanceCount": count,
+             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+        )
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config")
+    if wait:
+        wait_in_service(sm, name)

@@ -1,0 +1,81 @@
+"""A tiny container for tests: serves the SageMaker contract on $SAGEMAKER_BIND_TO_PORT.
+
+The request body steers it:
+    status:<code>      answer with that status and a message
+    sleep:<seconds>    sleep, then answer
+    die                exit at once without answering
+    anything else      answered 200 with "<ECHO_TAG>|<model.txt contents>|<body>"
+Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in headers.
+$ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def _answer(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/ping":
+            if os.environ.get("ECHO_STARTUP") == "hang":
+                self._answer(503, b"not ready")
+                return
+            self._answer(200, b"")
+        else:
+            self._answer(404, b"{}")
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n) if n else b""
+        if self.path != "/invocations":
+            self._answer(404, b"{}")
+            return
+        text = body.decode("utf-8", "replace")
+        if text.startswith("status:"):
+            code = int(text.split(":", 1)[1])
+            self._answer(code, f"the model refused with status {code}".encode())
+            return
+        if text.startswith("sleep:"):
+            time.sleep(float(text.split(":", 1)[1]))
+        if text == "die":
+            os._exit(3)
+        model = Path(os.environ["SM_MODEL_DIR"]) / "model.txt"
+        content = model.read_text().strip() if model.exists() else "-"
+        tag = os.environ.get("ECHO_TAG", "echo")
+        headers = {"Content-Type": self.headers.get("Content-Type") or "application/octet-stream"}
+        if self.headers.get("Accept"):
+            headers["X-Echo-Accept"] = self.headers["Accept"]
+        attrs = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+        if attrs is not None:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = "echo:" + attrs
+        self._answer(200, f"{tag}|{content}|{text}".encode(), headers)
+
+
+def main() -> None:
+    if os.environ.get("ECHO_STARTUP") == "fail":
+        sys.stderr.write("MODELGATE-FAILURE: the echo model refused to load on purpose\n")
+        sys.exit(1)
+    port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
