@@ -79,14 +79,15 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, validate: bool = True) -> Any:
+        """A boto3 client; ``validate=False`` turns off botocore's client-side checks so the server's show."""
         return boto3.client(
             service,
             endpoint_url=self.url,
             region_name="us-east-1",
             aws_access_key_id="test",
             aws_secret_access_key="test",
-            config=Config(retries={"max_attempts": 1}, read_timeout=120),
+            config=Config(retries={"max_attempts": 1}, read_timeout=120, parameter_validation=validate),
         )
 
 
@@ -180,3 +181,34 @@ def deploy_echo(
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config")
     if wait:
         wait_in_service(sm, name)
+
+
+def instance_pids(server: ServerProcess) -> dict[str, int]:
+    """Instance id → pid of every instance process the server runs."""
+    import psutil
+
+    assert server.proc is not None
+    out: dict[str, int] = {}
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            iid = p.environ().get("MODELGATE_INSTANCE_ID")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if iid and p.ppid() == server.proc.pid:
+            out[iid] = p.pid
+    return out
+
+
+def all_instance_pids() -> dict[str, int]:
+    """Every instance process on the machine, whoever started it (for reaping checks)."""
+    import psutil
+
+    out: dict[str, int] = {}
+    for p in psutil.process_iter():
+        try:
+            iid = p.environ().get("MODELGATE_INSTANCE_ID")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if iid:
+            out[iid] = p.pid
+    return out

@@ -1,0 +1,1 @@
+"""Controllers: loops that make the running system match the stored intent."""
