@@ -56,9 +56,11 @@ class EndpointController:
 
     async def start(self) -> None:
         """Reap what a previous server left running, then resume every endpoint."""
-        for rec in self.repo.all_instances():
-            if rec.pid is not None and reap(rec.pid, rec.id):
-                log.info("reaped leftover instance %s (pid %s)", rec.id, rec.pid)
+        records = self.repo.all_instances()
+        killed = reap({rec.id for rec in records})
+        if killed:
+            log.info("reaped %d leftover instance process(es): %s", len(killed), killed)
+        for rec in records:
             self.repo.remove_instance(rec.id)
         for ep in self.repo.all(Endpoint):
             self.endpoints[ep.name] = ep

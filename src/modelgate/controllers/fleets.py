@@ -26,7 +26,7 @@ from modelgate.routing.table import FleetRoute, Instance
 from modelgate.runtime.client import InstanceClient
 from modelgate.runtime.images import LaunchSpec
 from modelgate.runtime.instance_types import shape_of
-from modelgate.runtime.process import INSTANCE_ENV, ProcessHandle, Spawner, failure_line, free_port
+from modelgate.runtime.process import INSTANCE_ENV, ProcessHandle, Spawner, failure_line, free_port, reap
 from modelgate.store.repo import InstanceRecord, Repository
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,8 @@ class FleetManager:
             inst.handle.signal_group(signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(inst.exited), STOP_GRACE_SECONDS)
+        # Whatever the instance forked into sessions of their own is not in its process group.
+        reap({inst.route.id})
         self.repo.remove_instance(inst.route.id)
 
     async def stop_all(self, fleet: Fleet, drain: bool = True) -> None:

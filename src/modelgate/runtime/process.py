@@ -104,17 +104,27 @@ def failure_line(log_path: Path) -> str | None:
     return None
 
 
-def reap(pid: int, instance_id: str) -> bool:
-    """Kill a leftover instance process of a previous server, if ``pid`` is still that instance."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = f.read().split(b"\0")
-    except OSError:
-        return False
-    if f"{INSTANCE_ENV}={instance_id}".encode() not in environ:
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    return True
+def reap(instance_ids: set[str]) -> list[int]:
+    """Kill every process a previous server left for one of ``instance_ids``; return their pids.
+
+    Processes are found by the ``MODELGATE_INSTANCE_ID`` in their environment, so an instance's own
+    children (forked workers, which the death signal does not reach) are found too.
+    """
+    if not instance_ids:
+        return []
+    wanted = {f"{INSTANCE_ENV}={i}".encode() for i in instance_ids}
+    killed: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        if environ & wanted:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

@@ -6,6 +6,7 @@ The request body steers it:
     die                exit at once without answering
     anything else      answered 200 with "<ECHO_TAG>|<model.txt contents>|<body>"
 Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in headers.
+$ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
 """
 
@@ -72,6 +73,11 @@ def main() -> None:
     if os.environ.get("ECHO_STARTUP") == "fail":
         sys.stderr.write("MODELGATE-FAILURE: the echo model refused to load on purpose\n")
         sys.exit(1)
+    if os.environ.get("ECHO_GRANDCHILD") == "1":
+        # A forked worker of our own: the server's death signal does not reach it.
+        import subprocess
+
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
