@@ -1,0 +1,16 @@
+"""A/B experiments: per-user variant choice by bandit strategies, conversions, and an honest answer.
+
+Modules, from the pure core outwards:
+
+- ``entities``: the nouns (strategy names, counts, parameters, experiments) and the reward rule.
+- ``strategies``: WeightedSampling, EpsilonGreedy, UCB1, ThompsonSampling and warm-up, pure.
+- ``sequential``: the group-sequential test of each challenger against the control, pure.
+- ``analysis``: credible intervals, probability of being best, expected loss, and the verdict, pure.
+- ``assignments``: sticky (user, endpoint) assignment policy and its store interface.
+- ``store`` / ``sqlstore``: experiments, folded counts and looks; the SQLAlchemy implementations.
+- ``events`` / ``sinks``: the JSON-lines event log, its buffer and filter; directory and S3 sinks.
+- ``aggregator``: folds event files into counts exactly once and takes the sequential looks.
+- ``ports``: the Protocols the gateway implements (Invoker, EndpointCatalog, MetricsPublisher).
+- ``service``: invoke, convert, stats, register, promote (the anchor's API semantics).
+- ``http``: Starlette routes over the service.
+"""

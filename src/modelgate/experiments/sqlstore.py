@@ -1,0 +1,375 @@
+"""SQLAlchemy implementations of the experiment and assignment stores.
+
+The tables live in their own :data:`metadata` (``ab_*``), created by :func:`create_tables` on the
+gateway's Engine (SQLite on one machine, PostgreSQL when several gateways share it). Every SQLAlchemy
+error is mapped to :class:`StoreUnavailable` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from modelgate.experiments.assignments import Assignment, Served
+from modelgate.experiments.entities import Experiment, ExperimentParams, Strategy, VariantCounts, VariantSpec
+from modelgate.experiments.errors import StoreUnavailable
+from modelgate.experiments.sequential import Look
+from modelgate.experiments.store import Deltas
+
+metadata = MetaData()
+
+experiments = Table(
+    "ab_experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint_name", String(128), nullable=False, index=True),
+    Column("strategy", String(32), nullable=False),
+    Column("epsilon", Float, nullable=False),
+    Column("warmup", Integer, nullable=False),
+    Column("alpha", Float, nullable=False),
+    Column("horizon", Integer, nullable=False),
+    Column("looks", Integer, nullable=False),
+    Column("control", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+)
+
+variants = Table(
+    "ab_variants",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("ab_experiments.id"), nullable=False),
+    Column("variant", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("initial_weight", Float, nullable=False),
+    Column("invocations", BigInteger, nullable=False, default=0),
+    Column("conversions", BigInteger, nullable=False, default=0),
+    Column("reward_sum", Float, nullable=False, default=0.0),
+    PrimaryKeyConstraint("experiment_id", "variant"),
+)
+
+# Event files already folded into ab_variants, written in the same transaction as the counts.
+folded = Table(
+    "ab_folded",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("folded_at", Float, nullable=False),
+)
+
+looks_table = Table(
+    "ab_looks",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("ab_experiments.id"), nullable=False),
+    Column("challenger", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("fraction", Float, nullable=False),
+    Column("z", Float, nullable=False),
+    Column("n_control", BigInteger, nullable=False),
+    Column("n_challenger", BigInteger, nullable=False),
+    PrimaryKeyConstraint("experiment_id", "challenger", "seq"),
+)
+
+assignments = Table(
+    "ab_assignments",
+    metadata,
+    Column("user_id", String(256), nullable=False),
+    Column("endpoint_name", String(128), nullable=False),
+    Column("variant", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    PrimaryKeyConstraint("user_id", "endpoint_name"),
+    Index("ab_assignments_expiry", "expires_at"),
+)
+
+served = Table(
+    "ab_served",
+    metadata,
+    Column("endpoint_name", String(128), nullable=False),
+    Column("inference_id", String(256), nullable=False),
+    Column("variant", String(128), nullable=False),
+    Column("experiment_id", Integer, nullable=True),
+    Column("strategy", String(32), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    PrimaryKeyConstraint("endpoint_name", "inference_id"),
+    Index("ab_served_expiry", "expires_at"),
+)
+
+
+def create_tables(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"experiment store failed to {what}: {type(exc).__name__}") from exc
+
+
+def _upsert(conn: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Insert or replace one row, portably (an update, then an insert if nothing matched)."""
+    where = [table.c[k] == v for k, v in keys.items()]
+    if conn.execute(update(table).where(*where).values(**values)).rowcount == 0:
+        conn.execute(insert(table).values(**keys, **values))
+
+
+class SqlAssignmentStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, user_id: str, endpoint_name: str) -> Assignment | None:
+        q = select(assignments.c.variant, assignments.c.expires_at).where(
+            assignments.c.user_id == user_id, assignments.c.endpoint_name == endpoint_name
+        )
+        with _guard("read an assignment"), self._engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else Assignment(user_id, endpoint_name, row.variant, row.expires_at)
+
+    def put(self, assignment: Assignment) -> None:
+        keys = {"user_id": assignment.user_id, "endpoint_name": assignment.endpoint_name}
+        values = {"variant": assignment.variant, "expires_at": assignment.expires_at}
+        with _guard("write an assignment"), self._engine.begin() as conn:
+            _upsert(conn, assignments, keys, values)
+
+    def record_served(self, record: Served) -> None:
+        keys = {"endpoint_name": record.endpoint_name, "inference_id": record.inference_id}
+        values = {
+            "variant": record.variant,
+            "experiment_id": record.experiment_id,
+            "strategy": record.strategy,
+            "user_id": record.user_id,
+            "expires_at": record.expires_at,
+        }
+        with _guard("record a served inference"), self._engine.begin() as conn:
+            _upsert(conn, served, keys, values)
+
+    def served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
+        q = select(served).where(
+            served.c.endpoint_name == endpoint_name,
+            served.c.inference_id == inference_id,
+            served.c.expires_at > now,
+        )
+        with _guard("read a served inference"), self._engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return Served(
+            row.endpoint_name,
+            row.inference_id,
+            row.variant,
+            row.experiment_id,
+            row.strategy,
+            row.user_id,
+            row.expires_at,
+        )
+
+    def purge_expired(self, now: float) -> int:
+        with _guard("purge expired assignments"), self._engine.begin() as conn:
+            a = conn.execute(delete(assignments).where(assignments.c.expires_at <= now)).rowcount
+            s = conn.execute(delete(served).where(served.c.expires_at <= now)).rowcount
+        return int(a) + int(s)
+
+
+class SqlExperimentStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _load(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[Experiment]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        specs: dict[int, list[VariantSpec]] = {i: [] for i in ids}
+        q = (
+            select(variants.c.experiment_id, variants.c.variant, variants.c.initial_weight)
+            .where(variants.c.experiment_id.in_(ids))
+            .order_by(variants.c.experiment_id, variants.c.position)
+        )
+        for v in conn.execute(q):
+            specs[v.experiment_id].append(VariantSpec(v.variant, v.initial_weight))
+        out = []
+        for r in rows:
+            params = ExperimentParams(
+                strategy=Strategy(r.strategy),
+                epsilon=r.epsilon,
+                warmup=r.warmup,
+                alpha=r.alpha,
+                horizon=r.horizon,
+                looks=r.looks,
+                control=r.control,
+            )
+            out.append(
+                Experiment(r.id, r.endpoint_name, params, tuple(specs[r.id]), r.created_at, r.closed_at)
+            )
+        return out
+
+    def _query(
+        self, what: str, *where: Any, newest_first: bool = False, limit: int | None = None
+    ) -> list[Experiment]:
+        order = experiments.c.id.desc() if newest_first else experiments.c.id
+        q = select(experiments).where(*where).order_by(order).limit(limit)
+        with _guard(what), self._engine.connect() as conn:
+            return self._load(conn, list(conn.execute(q)))
+
+    def current(self, endpoint_name: str) -> Experiment | None:
+        found = self._query(
+            "read an experiment",
+            experiments.c.endpoint_name == endpoint_name,
+            experiments.c.closed_at.is_(None),
+            newest_first=True,
+            limit=1,
+        )
+        return found[0] if found else None
+
+    def latest(self, endpoint_name: str) -> Experiment | None:
+        found = self._query(
+            "read an experiment", experiments.c.endpoint_name == endpoint_name, newest_first=True, limit=1
+        )
+        return found[0] if found else None
+
+    def get(self, experiment_id: int) -> Experiment | None:
+        found = self._query("read an experiment", experiments.c.id == experiment_id)
+        return found[0] if found else None
+
+    def history(self, endpoint_name: str) -> list[Experiment]:
+        return self._query("read experiments", experiments.c.endpoint_name == endpoint_name)
+
+    def start(
+        self, endpoint_name: str, params: ExperimentParams, specs: Sequence[VariantSpec], now: float
+    ) -> Experiment:
+        with _guard("start an experiment"), self._engine.begin() as conn:
+            conn.execute(
+                update(experiments)
+                .where(experiments.c.endpoint_name == endpoint_name, experiments.c.closed_at.is_(None))
+                .values(closed_at=now)
+            )
+            result = conn.execute(
+                insert(experiments).values(
+                    endpoint_name=endpoint_name,
+                    strategy=params.strategy.value,
+                    epsilon=params.epsilon,
+                    warmup=params.warmup,
+                    alpha=params.alpha,
+                    horizon=params.horizon,
+                    looks=params.looks,
+                    control=params.control,
+                    created_at=now,
+                    closed_at=None,
+                )
+            )
+            key = result.inserted_primary_key
+            if key is None:
+                raise StoreUnavailable("experiment store did not return the new experiment's id")
+            experiment_id = int(key[0])
+            for position, spec in enumerate(specs):
+                conn.execute(
+                    insert(variants).values(
+                        experiment_id=experiment_id,
+                        variant=spec.name,
+                        position=position,
+                        initial_weight=spec.initial_weight,
+                        invocations=0,
+                        conversions=0,
+                        reward_sum=0.0,
+                    )
+                )
+        return Experiment(experiment_id, endpoint_name, params, tuple(specs), now)
+
+    def close(self, endpoint_name: str, now: float) -> Experiment | None:
+        open_one = self.current(endpoint_name)
+        if open_one is None:
+            return None
+        with _guard("close an experiment"), self._engine.begin() as conn:
+            conn.execute(update(experiments).where(experiments.c.id == open_one.id).values(closed_at=now))
+        return self.get(open_one.id)
+
+    def counts(self, experiment_id: int) -> dict[str, VariantCounts]:
+        q = select(variants).where(variants.c.experiment_id == experiment_id).order_by(variants.c.position)
+        with _guard("read counts"), self._engine.connect() as conn:
+            rows = list(conn.execute(q))
+        return {
+            r.variant: VariantCounts(int(r.invocations), int(r.conversions), float(r.reward_sum))
+            for r in rows
+        }
+
+    def fold(self, key: str, deltas: Deltas, now: float) -> bool:
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(select(folded.c.key).where(folded.c.key == key)).first() is not None:
+                    return False
+                conn.execute(insert(folded).values(key=key, folded_at=now))
+                for (experiment_id, variant), d in deltas.items():
+                    conn.execute(
+                        update(variants)
+                        .where(variants.c.experiment_id == experiment_id, variants.c.variant == variant)
+                        .values(
+                            invocations=variants.c.invocations + d.invocations,
+                            conversions=variants.c.conversions + d.conversions,
+                            reward_sum=variants.c.reward_sum + d.reward_sum,
+                        )
+                    )
+        except IntegrityError:
+            return False  # another aggregator folded the same key concurrently; its commit won
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"experiment store failed to fold {key}: {type(exc).__name__}") from exc
+        return True
+
+    def folded_keys(self) -> set[str]:
+        with _guard("read folded keys"), self._engine.connect() as conn:
+            return {r.key for r in conn.execute(select(folded.c.key))}
+
+    def looks(self, experiment_id: int) -> list[Look]:
+        q = (
+            select(looks_table)
+            .where(looks_table.c.experiment_id == experiment_id)
+            .order_by(looks_table.c.challenger, looks_table.c.seq)
+        )
+        with _guard("read looks"), self._engine.connect() as conn:
+            rows = list(conn.execute(q))
+        return [Look(r.challenger, r.fraction, r.z, int(r.n_control), int(r.n_challenger)) for r in rows]
+
+    def add_looks(self, experiment_id: int, new: Sequence[Look]) -> None:
+        if not new:
+            return
+        with _guard("record looks"), self._engine.begin() as conn:
+            for look in new:
+                seq = len(
+                    conn.execute(
+                        select(looks_table.c.seq).where(
+                            looks_table.c.experiment_id == experiment_id,
+                            looks_table.c.challenger == look.challenger,
+                        )
+                    ).all()
+                )
+                conn.execute(
+                    insert(looks_table).values(
+                        experiment_id=experiment_id,
+                        challenger=look.challenger,
+                        seq=seq,
+                        fraction=look.t,
+                        z=look.z,
+                        n_control=look.n_control,
+                        n_challenger=look.n_challenger,
+                    )
+                )
