@@ -93,7 +93,9 @@ class ModelError(ModelgateError):
     code = "ModelError"
     status = 424
 
-    def __init__(self, message: str, original_status: int, original_message: str, log_stream_arn: str) -> None:
+    def __init__(
+        self, message: str, original_status: int, original_message: str, log_stream_arn: str
+    ) -> None:
         super().__init__(message)
         self.original_status = original_status
         self.original_message = original_message

@@ -6,10 +6,10 @@ import asyncio
 import fcntl
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
 
@@ -62,7 +62,7 @@ class Server:
     control: ControlPlane
     controller: EndpointController
     client: InstanceClient
-    after_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    after_start: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 def build(settings: Settings) -> Server:
@@ -76,12 +76,23 @@ def build(settings: Settings) -> Server:
     recorder = NullRecorder()
     router = Router(table, client, recorder, settings.account_id, arns.log_stream(""))
     fleets = FleetManager(
-        repo, LocalSpawner(), client, clock, data / "logs", settings.drain_timeout_seconds,
-        settings.allow_pip_install, on_change=lambda _name: None,
+        repo,
+        LocalSpawner(),
+        client,
+        clock,
+        data / "logs",
+        settings.drain_timeout_seconds,
+        settings.allow_pip_install,
+        on_change=lambda _name: None,
     )
     controller = EndpointController(
-        repo, fleets, ArtifactCache(data / "artifacts", settings.max_artifact_bytes), table, clock,
-        settings.default_startup_health_timeout_seconds, settings.max_startup_health_timeout_seconds,
+        repo,
+        fleets,
+        ArtifactCache(data / "artifacts", settings.max_artifact_bytes),
+        table,
+        clock,
+        settings.default_startup_health_timeout_seconds,
+        settings.max_startup_health_timeout_seconds,
     )
     control = ControlPlane(repo, controller, arns, clock)
     json_services: dict[str, JsonRpcService] = {"SageMaker": build_sagemaker(control)}
@@ -92,10 +103,14 @@ def build(settings: Settings) -> Server:
     routes = [Route("GET", "/healthz", healthz), Route("GET", "/ping", healthz)]
     server: Server
 
+    background: set[asyncio.Task[None]] = set()
+
     async def startup() -> None:
         await controller.start()
         for hook in server.after_start:
-            asyncio.create_task(hook())
+            task = asyncio.create_task(hook())
+            background.add(task)
+            task.add_done_callback(background.discard)
 
     async def shutdown() -> None:
         await controller.stop()
@@ -103,8 +118,12 @@ def build(settings: Settings) -> Server:
         engine.dispose()
 
     app = App(
-        RuntimeApi(router, settings.max_payload_bytes), json_services, routes, settings.max_control_body_bytes,
-        on_startup=startup, on_shutdown=shutdown,
+        RuntimeApi(router, settings.max_payload_bytes),
+        json_services,
+        routes,
+        settings.max_control_body_bytes,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
     server = Server(settings, app, control, controller, client)
     return server
@@ -131,7 +150,9 @@ def serve(settings: Settings) -> None:
             log_level="info",
             timeout_graceful_shutdown=10,
         )
-        log.info("modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
+        log.info(
+            "modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir
+        )
         uvicorn.Server(config).run()
     finally:
         lock.close()

@@ -45,7 +45,12 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, **self.env, "MODELGATE_DATA_DIR": str(self.data_dir), "MODELGATE_PORT": str(self.port)}
+        env = {
+            **os.environ,
+            **self.env,
+            "MODELGATE_DATA_DIR": str(self.data_dir),
+            "MODELGATE_PORT": str(self.port),
+        }
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelgate", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -96,7 +101,10 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[ServerProcess] = []
 
     def make(**env: str) -> ServerProcess:
-        defaults = {"MODELGATE_MAX_STARTUP_HEALTH_TIMEOUT_SECONDS": "15", "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5"}
+        defaults = {
+            "MODELGATE_MAX_STARTUP_HEALTH_TIMEOUT_SECONDS": "15",
+            "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
+        }
         s = ServerProcess(tmp_path / "data", free_port(), {**defaults, **env})
         s.start()
         servers.append(s)
@@ -126,7 +134,7 @@ def rt(server: ServerProcess) -> Any:
 def echo_image(tmp_path: Path) -> str:
     """A ``command:`` image that runs the echo container."""
     script = tmp_path / "echo-container"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} {ECHO_SERVER} \"$@\"\n")
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} {ECHO_SERVER} "$@"\n')
     script.chmod(0o755)
     return f"command:{script}"
 
@@ -142,7 +150,9 @@ def model_tar(path: Path, files: dict[str, str]) -> Path:
 
 
 def wait_in_service(sm: Any, name: str, attempts: int = 60) -> dict[str, Any]:
-    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": attempts})
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": attempts}
+    )
     return sm.describe_endpoint(EndpointName=name)  # type: ignore[no-any-return]
 
 
@@ -174,8 +184,13 @@ def deploy_echo(
             container["ModelDataUrl"] = model_data
         sm.create_model(ModelName=f"{name}-{variant}", PrimaryContainer=container)
         pvs.append(
-            {"VariantName": variant, "ModelName": f"{name}-{variant}", "InitialInstanceCount": count,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+            {
+                "VariantName": variant,
+                "ModelName": f"{name}-{variant}",
+                "InitialInstanceCount": count,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
         )
     sm.create_endpoint_config(EndpointConfigName=f"{name}-config", ProductionVariants=pvs)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config")

@@ -40,13 +40,17 @@ def test_create_model_errors(sm: Any, echo_image: str) -> None:
     assert "regular expression pattern" in msg
     code, msg = _error(sm.create_model, ModelName="x" * 64, PrimaryContainer={"Image": echo_image})
     assert code == "ValidationException" and "length less than or equal to 63" in msg
-    code, msg = _error(sm.create_model, ModelName="m", PrimaryContainer={"Image": "docker.io/library/nginx:latest"})
+    code, msg = _error(
+        sm.create_model, ModelName="m", PrimaryContainer={"Image": "docker.io/library/nginx:latest"}
+    )
     assert code == "ValidationException"
     assert "cannot be run by modelgate. Supported images: command:" in msg
     code, msg = _error(sm.create_model, ModelName="m", PrimaryContainer={"Image": "command:/no/such/file"})
     assert "is not an executable file" in msg
     code, msg = _error(
-        sm.create_model, ModelName="m", PrimaryContainer={"Image": echo_image, "ModelDataUrl": "ftp://x/y.tar.gz"}
+        sm.create_model,
+        ModelName="m",
+        PrimaryContainer={"Image": echo_image, "ModelDataUrl": "ftp://x/y.tar.gz"},
     )
     assert code == "ValidationException" and "modelDataUrl" in msg
     assert sm.list_models()["Models"] == []
@@ -71,7 +75,10 @@ def test_create_endpoint_config_errors(server: ServerProcess, echo_image: str) -
         ([_variant(), _variant()], "variant names must be unique"),
         ([_variant(InitialVariantWeight=-1.0)], "value greater than or equal to 0"),
         ([_variant(InitialInstanceCount=0)], "value greater than or equal to 1"),
-        ([_variant(ModelName="missing")], 'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/missing"'),
+        (
+            [_variant(ModelName="missing")],
+            'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/missing"',
+        ),
         ([_variant(InstanceType="ml.huge.nonsense")], "enum value set"),
         ([_variant(VariantName="bad variant")], "regular expression pattern"),
     ]
@@ -83,7 +90,7 @@ def test_create_endpoint_config_errors(server: ServerProcess, echo_image: str) -
     sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[_variant()])
     code, msg = _error(sm.create_endpoint_config, EndpointConfigName="c", ProductionVariants=[_variant()])
     assert msg == (
-        'Cannot create already existing endpoint configuration '
+        "Cannot create already existing endpoint configuration "
         '"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c".'
     )
     code, msg = _error(sm.describe_endpoint_config, EndpointConfigName="nope")
@@ -102,19 +109,32 @@ def test_create_endpoint_errors(server: ServerProcess, echo_image: str) -> None:
     code, msg = _error(sm.delete_endpoint, EndpointName="nope")
     assert code == "ValidationException"
     code, msg = _error(
-        sm.update_endpoint_weights_and_capacities, EndpointName="nope",
+        sm.update_endpoint_weights_and_capacities,
+        EndpointName="nope",
         DesiredWeightsAndCapacities=[{"VariantName": "v", "DesiredWeight": 1.0}],
     )
     assert msg.startswith("Could not find endpoint")
     deploy_echo(sm, echo_image, "e", [("A", 1.0, 1)])
     code, msg = _error(sm.create_endpoint, EndpointName="e", EndpointConfigName="e-config")
-    assert msg == 'Cannot create already existing endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e".'
+    assert (
+        msg
+        == 'Cannot create already existing endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e".'
+    )
     for updates, expected in [
         ([{"VariantName": "Z", "DesiredWeight": 1.0}], "The variant(s) Z are not present in endpoint e"),
         ([{"VariantName": "A", "DesiredWeight": -2.0}], "value greater than or equal to 0"),
-        ([{"VariantName": "A", "DesiredInstanceCount": 0}], "DesiredInstanceCount of variant A must be at least 1"),
-        ([{"VariantName": "A", "DesiredWeight": 1.0}, {"VariantName": "A", "DesiredWeight": 2.0}], "more than once"),
-        ([{"VariantName": "A", "DesiredWeight": 0.0}], "At least one variant must keep a DesiredWeight above zero"),
+        (
+            [{"VariantName": "A", "DesiredInstanceCount": 0}],
+            "DesiredInstanceCount of variant A must be at least 1",
+        ),
+        (
+            [{"VariantName": "A", "DesiredWeight": 1.0}, {"VariantName": "A", "DesiredWeight": 2.0}],
+            "more than once",
+        ),
+        (
+            [{"VariantName": "A", "DesiredWeight": 0.0}],
+            "At least one variant must keep a DesiredWeight above zero",
+        ),
     ]:
         code, msg = _error(
             sm.update_endpoint_weights_and_capacities, EndpointName="e", DesiredWeightsAndCapacities=updates
@@ -125,7 +145,9 @@ def test_create_endpoint_errors(server: ServerProcess, echo_image: str) -> None:
     assert d["ProductionVariants"][0]["DesiredWeight"] == 1.0
 
 
-def _raw(server: ServerProcess, body: bytes, target: str | None, path: str = "/") -> tuple[int, dict[str, Any], Any]:
+def _raw(
+    server: ServerProcess, body: bytes, target: str | None, path: str = "/"
+) -> tuple[int, dict[str, Any], Any]:
     req = urllib.request.Request(server.url + path, data=body, method="POST")
     req.add_header("Content-Type", "application/x-amz-json-1.1")
     if target:
@@ -145,8 +167,9 @@ def test_malformed_json_unknown_operation_and_missing_fields(server: ServerProce
     assert "CreateTrainingJob is not supported" in body["message"]
     status, _, body = _raw(server, b"{}", "SageMaker.NoSuchOperation")
     assert status == 400 and body["__type"] == "UnknownOperationException"
-    status, _, body = _raw(server, b'{"EndpointConfigName": "c", "ProductionVariants": []}',
-                           "SageMaker.CreateEndpointConfig")
+    status, _, body = _raw(
+        server, b'{"EndpointConfigName": "c", "ProductionVariants": []}', "SageMaker.CreateEndpointConfig"
+    )
     assert status == 400 and body["__type"] == "ValidationException"
     assert "length greater than or equal to 1" in body["message"]
     status, _, body = _raw(server, b'{"EndpointName": "e"}', "SageMaker.CreateEndpoint")
@@ -172,7 +195,9 @@ def test_runtime_errors(server_factory: Any, echo_image: str) -> None:
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert err["OriginalStatusCode"] == 500
     assert err["OriginalMessage"] == "the model refused with status 500"
-    assert err["Error"]["Message"].startswith('Received server error (500) from primary with message "the model')
+    assert err["Error"]["Message"].startswith(
+        'Received server error (500) from primary with message "the model'
+    )
     assert err["LogStreamArn"].endswith("/aws/sagemaker/Endpoints/rt")
     with pytest.raises(ClientError) as e:
         rt.invoke_endpoint(EndpointName="rt", Body=b"status:400")
@@ -189,9 +214,21 @@ def test_runtime_errors(server_factory: Any, echo_image: str) -> None:
 
 def test_non_loopback_bind_is_refused(tmp_path: Any) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "modelgate", "serve", "--host", "0.0.0.0", "--port", str(free_port()),
-         "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "modelgate",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "not a loopback address; pass --allow-remote" in out.stderr

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
-from tests.e2e.conftest import ServerProcess, deploy_echo, instance_pids, model_tar, wait_in_service, wait_status
+from tests.e2e.conftest import (
+    ServerProcess,
+    deploy_echo,
+    instance_pids,
+    model_tar,
+    wait_in_service,
+    wait_status,
+)
 
 
 def test_creating_then_in_service_with_arns_and_fields(sm: Any, echo_image: str) -> None:
@@ -17,8 +24,14 @@ def test_creating_then_in_service_with_arns_and_fields(sm: Any, echo_image: str)
     assert arn == "arn:aws:sagemaker:us-east-1:123456789012:model/m1"
     cfg = sm.create_endpoint_config(
         EndpointConfigName="c1",
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "m1", "InitialInstanceCount": 1,
-                             "InstanceType": "ml.m5.large"}],
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "m1",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
     )
     assert cfg["EndpointConfigArn"] == "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c1"
     ep = sm.create_endpoint(EndpointName="Ep-1", EndpointConfigName="c1")
@@ -42,8 +55,12 @@ def test_creating_then_in_service_with_arns_and_fields(sm: Any, echo_image: str)
 def test_invoke_passes_headers_through(sm: Any, rt: Any, echo_image: str) -> None:
     deploy_echo(sm, echo_image, "hdr", [("A", 1.0, 1)])
     resp = rt.invoke_endpoint(
-        EndpointName="hdr", Body=b"x,y", ContentType="text/csv", Accept="application/json",
-        CustomAttributes="trace=abc", InferenceId="inf-1",
+        EndpointName="hdr",
+        Body=b"x,y",
+        ContentType="text/csv",
+        Accept="application/json",
+        CustomAttributes="trace=abc",
+        InferenceId="inf-1",
     )
     assert resp["Body"].read() == b"A|-|x,y"
     assert resp["ContentType"] == "text/csv"
@@ -54,7 +71,9 @@ def test_invoke_passes_headers_through(sm: Any, rt: Any, echo_image: str) -> Non
 def test_failed_when_instance_cannot_start(sm: Any, echo_image: str) -> None:
     deploy_echo(sm, echo_image, "bad", [("Broken", 1.0, 1)], env={"ECHO_STARTUP": "fail"}, wait=False)
     with pytest.raises(WaiterError):
-        sm.get_waiter("endpoint_in_service").wait(EndpointName="bad", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName="bad", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+        )
     d = sm.describe_endpoint(EndpointName="bad")
     assert d["EndpointStatus"] == "Failed"
     assert "production variant Broken" in d["FailureReason"]
@@ -89,7 +108,9 @@ def test_failed_when_not_healthy_within_timeout(server_factory: Any, echo_image:
         ("escape", "unsafe entry"),
     ],
 )
-def test_failed_on_bad_model_data(sm: Any, echo_image: str, tmp_path: Path, files: str | None, reason: str) -> None:
+def test_failed_on_bad_model_data(
+    sm: Any, echo_image: str, tmp_path: Path, files: str | None, reason: str
+) -> None:
     path = tmp_path / "model.tar.gz"
     if files == "corrupt":
         path.write_bytes(b"\x1f\x8b this is not gzip at all")
@@ -147,7 +168,9 @@ def test_delete_stops_instances(server: ServerProcess, sm: Any, echo_image: str)
     deploy_echo(sm, echo_image, "gone", [("A", 1.0, 2)])
     assert len(instance_pids(server)) == 2
     sm.delete_endpoint(EndpointName="gone")
-    sm.get_waiter("endpoint_deleted").wait(EndpointName="gone", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName="gone", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )
     assert instance_pids(server) == {}
     with pytest.raises(ClientError) as e:
         sm.describe_endpoint(EndpointName="gone")
@@ -170,12 +193,18 @@ def test_list_operations_paginate_filter_and_sort(sm: Any, echo_image: str) -> N
     assert [m["ModelName"] for m in asc] == [f"model-{i}" for i in range(7)]
     sm.create_endpoint_config(
         EndpointConfigName="cfg-a",
-        ProductionVariants=[{"VariantName": "v", "ModelName": "model-0", "InitialInstanceCount": 1,
-                             "InstanceType": "ml.t2.medium"}],
+        ProductionVariants=[
+            {
+                "VariantName": "v",
+                "ModelName": "model-0",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.t2.medium",
+            }
+        ],
     )
-    assert [c["EndpointConfigName"] for c in sm.list_endpoint_configs(NameContains="cfg")["EndpointConfigs"]] == [
-        "cfg-a"
-    ]
+    assert [
+        c["EndpointConfigName"] for c in sm.list_endpoint_configs(NameContains="cfg")["EndpointConfigs"]
+    ] == ["cfg-a"]
     deploy_echo(sm, echo_image, "listed", [("A", 1.0, 1)])
     eps = sm.list_endpoints(StatusEquals="InService", SortBy="Status")["Endpoints"]
     assert [e["EndpointName"] for e in eps] == ["listed"]
@@ -183,8 +212,9 @@ def test_list_operations_paginate_filter_and_sort(sm: Any, echo_image: str) -> N
 
 
 def test_tags(sm: Any, echo_image: str) -> None:
-    arn = sm.create_model(ModelName="tagged", PrimaryContainer={"Image": echo_image},
-                          Tags=[{"Key": "team", "Value": "risk"}])["ModelArn"]
+    arn = sm.create_model(
+        ModelName="tagged", PrimaryContainer={"Image": echo_image}, Tags=[{"Key": "team", "Value": "risk"}]
+    )["ModelArn"]
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "prod"}, {"Key": "team", "Value": "fraud"}])
     tags = sm.list_tags(ResourceArn=arn)["Tags"]
     assert tags == [{"Key": "team", "Value": "fraud"}, {"Key": "stage", "Value": "prod"}]

@@ -138,7 +138,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_kill_9_during_creating_then_restart_finishes_the_create(server: ServerProcess, echo_image: str) -> None:
+def test_kill_9_during_creating_then_restart_finishes_the_create(
+    server: ServerProcess, echo_image: str
+) -> None:
     sm = server.client("sagemaker")
     deploy_echo(sm, echo_image, "half", [("A", 1.0, 2)], wait=False)
     server.kill9()

@@ -13,4 +13,6 @@ def test_create_invoke_delete(sm: Any, rt: Any, echo_image: str, tmp_path: Path)
     assert resp["Body"].read() == b"A|weights-v1|hello"
     assert resp["InvokedProductionVariant"] == "A"
     sm.delete_endpoint(EndpointName="smoke")
-    sm.get_waiter("endpoint_deleted").wait(EndpointName="smoke", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName="smoke", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )

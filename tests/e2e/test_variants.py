@@ -31,7 +31,8 @@ def test_seed_001_ten_percent_to_the_new_variant(sm: Any, rt: Any, echo_image: s
     )
     d = wait_in_service(sm, "existing-endpoint")
     assert {v["VariantName"]: v["CurrentWeight"] for v in d["ProductionVariants"]} == {
-        "current-model": 0.9, "new-model": 0.1,
+        "current-model": 0.9,
+        "new-model": 0.1,
     }
     counts = _spread(rt, "existing-endpoint", 5000)
     share = counts["new-model"] / 5000
@@ -46,13 +47,20 @@ def test_zero_weight_variant_gets_nothing_but_can_be_targeted(sm: Any, rt: Any, 
     assert _spread(rt, "zw", 20, TargetVariant="B") == Counter({"B": 20})
 
 
-def test_random_routing_and_least_outstanding_spread_over_instances(sm: Any, rt: Any, echo_image: str) -> None:
+def test_random_routing_and_least_outstanding_spread_over_instances(
+    sm: Any, rt: Any, echo_image: str
+) -> None:
     sm.create_model(ModelName="m", PrimaryContainer={"Image": echo_image})
     sm.create_endpoint_config(
         EndpointConfigName="c",
         ProductionVariants=[
-            {"VariantName": "R", "ModelName": "m", "InitialInstanceCount": 2, "InstanceType": "ml.m5.large",
-             "RoutingConfig": {"RoutingStrategy": "RANDOM"}},
+            {
+                "VariantName": "R",
+                "ModelName": "m",
+                "InitialInstanceCount": 2,
+                "InstanceType": "ml.m5.large",
+                "RoutingConfig": {"RoutingStrategy": "RANDOM"},
+            },
         ],
     )
     sm.create_endpoint(EndpointName="rr", EndpointConfigName="c")

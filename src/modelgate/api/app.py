@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from modelgate.api.awsjson import JsonRpcService
-from modelgate.api.http import Receive, Request, Scope, Send, new_request_id, read_body, send_json, send_response
+from modelgate.api.http import (
+    Receive,
+    Request,
+    Scope,
+    Send,
+    new_request_id,
+    read_body,
+    send_json,
+    send_response,
+)
 from modelgate.api.runtime import RuntimeApi
 from modelgate.errors import ModelgateError, RequestTooLarge, UnknownOperation
 
@@ -66,7 +75,9 @@ class App:
         method = scope["method"]
         path = scope["path"]
         try:
-            body = await read_body(receive, self.max_body, f"The request body is larger than {self.max_body} bytes.")
+            body = await read_body(
+                receive, self.max_body, f"The request body is larger than {self.max_body} bytes."
+            )
         except RequestTooLarge as exc:
             await send_json(send, 413, {"__type": exc.code, "message": exc.message}, b"application/json")
             return
@@ -78,14 +89,21 @@ class App:
             if service is not None:
                 await service.handle(request, send, operation)
                 return
-            exc2: ModelgateError = UnknownOperation(f"X-Amz-Target {target} is not a service modelgate serves.")
+            exc2: ModelgateError = UnknownOperation(
+                f"X-Amz-Target {target} is not a service modelgate serves."
+            )
             await send_json(
-                send, 400, {"__type": exc2.code, "message": exc2.message}, b"application/x-amz-json-1.1",
+                send,
+                400,
+                {"__type": exc2.code, "message": exc2.message},
+                b"application/x-amz-json-1.1",
                 [(b"x-amzn-requestid", new_request_id().encode())],
             )
             return
         for route in self.routes:
-            if route.method == method and (path == route.path or (route.prefix and path.startswith(route.path))):
+            if route.method == method and (
+                path == route.path or (route.prefix and path.startswith(route.path))
+            ):
                 await route.handler(request, send)
                 return
         await send_response(send, 404, b'{"message":"Not Found"}', [(b"content-type", b"application/json")])

@@ -32,7 +32,9 @@ class RuntimeApi:
             f"({max_payload_bytes // (1024 * 1024)} MiB) for InvokeEndpoint."
         )
 
-    async def handle(self, scope: dict[str, object], receive: Receive, send: Send, name: str, action: str) -> None:
+    async def handle(
+        self, scope: dict[str, object], receive: Receive, send: Send, name: str, action: str
+    ) -> None:
         started = time.perf_counter()
         try:
             if action != "invocations":

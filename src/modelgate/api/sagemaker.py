@@ -186,7 +186,11 @@ def _endpoint_out(e: Endpoint) -> Params:
         if model is not None:
             image = model.containers[0].image
             summary["DeployedImages"] = [
-                {"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": to_wire_time(e.creation_time)}
+                {
+                    "SpecifiedImage": image,
+                    "ResolvedImage": image,
+                    "ResolutionTime": to_wire_time(e.creation_time),
+                }
             ]
         if pv is not None:
             summary["RoutingConfig"] = {"RoutingStrategy": pv.routing_strategy.value}
@@ -239,7 +243,10 @@ def build(service: ControlPlane) -> JsonRpcService:
         items, token = service.list_models(_list_query(p))
         return _paged(
             "Models",
-            [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": to_wire_time(m.creation_time)} for m in items],
+            [
+                {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": to_wire_time(m.creation_time)}
+                for m in items
+            ],
             token,
         )
 
@@ -252,7 +259,10 @@ def build(service: ControlPlane) -> JsonRpcService:
             if key in p:
                 raise ValidationException(f"{key} ({what}) is not supported by modelgate yet.")
         config = service.create_endpoint_config(
-            p["EndpointConfigName"], [_variant(v) for v in p["ProductionVariants"]], p.get("KmsKeyId"), _tags(p)
+            p["EndpointConfigName"],
+            [_variant(v) for v in p["ProductionVariants"]],
+            p.get("KmsKeyId"),
+            _tags(p),
         )
         return {"EndpointConfigArn": config.arn}
 
@@ -264,7 +274,11 @@ def build(service: ControlPlane) -> JsonRpcService:
         return _paged(
             "EndpointConfigs",
             [
-                {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": to_wire_time(c.creation_time)}
+                {
+                    "EndpointConfigName": c.name,
+                    "EndpointConfigArn": c.arn,
+                    "CreationTime": to_wire_time(c.creation_time),
+                }
                 for c in items
             ],
             token,
@@ -276,7 +290,9 @@ def build(service: ControlPlane) -> JsonRpcService:
 
     async def create_endpoint(p: Params) -> Params:
         if "DeploymentConfig" in p:
-            raise ValidationException("DeploymentConfig (guarded deployments) is not supported by modelgate yet.")
+            raise ValidationException(
+                "DeploymentConfig (guarded deployments) is not supported by modelgate yet."
+            )
         ep = service.create_endpoint(p["EndpointName"], p["EndpointConfigName"], _tags(p))
         return {"EndpointArn": ep.arn}
 

@@ -24,7 +24,8 @@ from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Sh
 
 @functools.lru_cache(maxsize=8)
 def service_model(name: str) -> ServiceModel:
-    return botocore.session.get_session().get_service_model(name)  # type: ignore[no-any-return]
+    model: ServiceModel = botocore.session.get_session().get_service_model(name)
+    return model
 
 
 @functools.lru_cache(maxsize=512)
@@ -58,7 +59,9 @@ class _Walker:
         if type_name == "structure":
             assert isinstance(shape, StructureShape)
             if not isinstance(value, dict):
-                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a structure")
+                self.errors.append(
+                    f"Value at '{path}' failed to satisfy constraint: Member must be a structure"
+                )
                 return
             for req in shape.required_members:
                 if req not in value or value[req] is None:
@@ -115,7 +118,9 @@ class _Walker:
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a number")
                 return
             if type_name in ("integer", "long") and not float(value).is_integer():
-                self.errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be an integer")
+                self.errors.append(
+                    f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be an integer"
+                )
                 return
             if "min" in meta and value < meta["min"]:
                 self.fail(value, path, f"Member must have value greater than or equal to {meta['min']}")
@@ -124,11 +129,15 @@ class _Walker:
             return
         if type_name == "boolean":
             if not isinstance(value, bool):
-                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a boolean")
+                self.errors.append(
+                    f"Value at '{path}' failed to satisfy constraint: Member must be a boolean"
+                )
             return
         if type_name == "timestamp":
             if not isinstance(value, int | float | str) or isinstance(value, bool):
-                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a timestamp")
+                self.errors.append(
+                    f"Value at '{path}' failed to satisfy constraint: Member must be a timestamp"
+                )
             return
 
 

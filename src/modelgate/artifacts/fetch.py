@@ -109,7 +109,9 @@ class ArtifactCache:
         except ModelDataError:
             raise
         except Exception as exc:
-            raise ModelDataError(f"Model data {url} could not be downloaded: {type(exc).__name__}: {exc}") from exc
+            raise ModelDataError(
+                f"Model data {url} could not be downloaded: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _download_s3(self, url: str, dest: Path, timeout: float) -> None:
         import boto3
@@ -117,7 +119,9 @@ class ArtifactCache:
 
         parsed = urllib.parse.urlparse(url)
         bucket, key = parsed.netloc, parsed.path.lstrip("/")
-        s3 = boto3.client("s3", config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2}))
+        s3 = boto3.client(
+            "s3", config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2})
+        )
         with open(dest, "wb") as out:
             s3.download_fileobj(bucket, key, out)
 

@@ -166,7 +166,9 @@ class EndpointController:
             model_dir: Path = await self.artifacts.materialize(container.model_data_url, timeout)
         except ModelDataError as exc:
             raise InstanceFailure(str(exc)) from exc
-        spec = FleetSpec(ep.name, pv, model, launch, model_dir, self._health_timeout(pv.startup_health_check_timeout_s))
+        spec = FleetSpec(
+            ep.name, pv, model, launch, model_dir, self._health_timeout(pv.startup_health_check_timeout_s)
+        )
         return Fleet(id=f"{ep.name}/{variant_name}/{ep.config_name}", spec=spec, desired=0)
 
     async def _provision(self, ep: Endpoint, counts: dict[str, int]) -> dict[str, Fleet] | str:
@@ -205,16 +207,33 @@ class EndpointController:
         ep = self.endpoints[name]
         now = self.clock.now()
         if isinstance(result, str):
-            self._save(ep.model_copy(update={"status": EndpointStatus.FAILED, "failure_reason": result,
-                                             "last_modified_time": now}))
+            self._save(
+                ep.model_copy(
+                    update={
+                        "status": EndpointStatus.FAILED,
+                        "failure_reason": result,
+                        "last_modified_time": now,
+                    }
+                )
+            )
             return
         variants = tuple(
-            v.model_copy(update={"current_weight": v.desired_weight,
-                                 "current_instance_count": v.desired_instance_count})
+            v.model_copy(
+                update={
+                    "current_weight": v.desired_weight,
+                    "current_instance_count": v.desired_instance_count,
+                }
+            )
             for v in ep.variants
         )
-        ep = ep.model_copy(update={"status": EndpointStatus.IN_SERVICE, "variants": variants,
-                                   "last_modified_time": now, "failure_reason": None})
+        ep = ep.model_copy(
+            update={
+                "status": EndpointStatus.IN_SERVICE,
+                "variants": variants,
+                "last_modified_time": now,
+                "failure_reason": None,
+            }
+        )
         self.endpoints[name] = ep
         self.publish(name)
         self._save(ep)
@@ -225,19 +244,28 @@ class EndpointController:
         result = await self._provision(ep, {v.variant_name: v.current_instance_count for v in ep.variants})
         ep = self.endpoints[name]
         if isinstance(result, str):
-            self._save(ep.model_copy(update={
-                "status": EndpointStatus.FAILED,
-                "failure_reason": f"The endpoint could not be restored after a restart: {result}"[:1024],
-                "last_modified_time": self.clock.now(),
-            }))
+            self._save(
+                ep.model_copy(
+                    update={
+                        "status": EndpointStatus.FAILED,
+                        "failure_reason": f"The endpoint could not be restored after a restart: {result}"[
+                            :1024
+                        ],
+                        "last_modified_time": self.clock.now(),
+                    }
+                )
+            )
             self.table.withdraw(name)
             return
         self.publish(name)
         if ep.status == EndpointStatus.UPDATING:
             await self._apply_weights(name)
         elif ep.status != EndpointStatus.IN_SERVICE:
-            self._save(ep.model_copy(update={"status": EndpointStatus.IN_SERVICE,
-                                             "last_modified_time": self.clock.now()}))
+            self._save(
+                ep.model_copy(
+                    update={"status": EndpointStatus.IN_SERVICE, "last_modified_time": self.clock.now()}
+                )
+            )
 
     async def apply_weights(self, name: str) -> None:
         await self._apply_weights(name)
@@ -263,7 +291,9 @@ class EndpointController:
         ep = self.endpoints[name]
         now = self.clock.now()
         if failure is not None:
-            self._save(ep.model_copy(update={"status": EndpointStatus.ROLLING_BACK, "last_modified_time": now}))
+            self._save(
+                ep.model_copy(update={"status": EndpointStatus.ROLLING_BACK, "last_modified_time": now})
+            )
             for v in ep.variants:
                 fleet = fleets.get(v.variant_name)
                 if fleet is not None and fleet.healthy_count != v.current_instance_count:
@@ -271,17 +301,30 @@ class EndpointController:
                         await self.fm.scale(fleet, v.current_instance_count)
             ep = self.endpoints[name]
             variants = tuple(
-                v.model_copy(update={"desired_weight": v.current_weight,
-                                     "desired_instance_count": v.current_instance_count})
+                v.model_copy(
+                    update={
+                        "desired_weight": v.current_weight,
+                        "desired_instance_count": v.current_instance_count,
+                    }
+                )
                 for v in ep.variants
             )
-            self._save(ep.model_copy(update={"status": EndpointStatus.IN_SERVICE, "variants": variants,
-                                             "failure_reason": failure, "last_modified_time": self.clock.now()}))
+            self._save(
+                ep.model_copy(
+                    update={
+                        "status": EndpointStatus.IN_SERVICE,
+                        "variants": variants,
+                        "failure_reason": failure,
+                        "last_modified_time": self.clock.now(),
+                    }
+                )
+            )
             self.publish(name)
             return
         variants = tuple(v.model_copy(update={"current_weight": v.desired_weight}) for v in ep.variants)
-        ep = ep.model_copy(update={"variants": variants, "status": EndpointStatus.IN_SERVICE,
-                                   "last_modified_time": now})
+        ep = ep.model_copy(
+            update={"variants": variants, "status": EndpointStatus.IN_SERVICE, "last_modified_time": now}
+        )
         self.endpoints[name] = ep
         self.publish(name)
         self._save(ep)

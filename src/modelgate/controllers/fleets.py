@@ -122,7 +122,9 @@ class FleetManager:
         instance_id = f"i-{uuid.uuid4().hex[:17]}"
         port = free_port()
         self.repo.add_instance(
-            InstanceRecord(instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now())
+            InstanceRecord(
+                instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now()
+            )
         )
         log_path = self.logs_dir / spec.endpoint / spec.variant.variant_name / f"{instance_id}.log"
         try:
@@ -174,7 +176,11 @@ class FleetManager:
         code = inst.exited.result() if not inst.exited.cancelled() else -1
         log.warning(
             "instance %s of %s/%s exited unexpectedly (code %s): %s",
-            inst.route.id, fleet.spec.endpoint, fleet.spec.variant.variant_name, code, failure_line(inst.log_path),
+            inst.route.id,
+            fleet.spec.endpoint,
+            fleet.spec.variant.variant_name,
+            code,
+            failure_line(inst.log_path),
         )
         with contextlib.suppress(ValueError):
             fleet.instances.remove(inst)
@@ -193,7 +199,9 @@ class FleetManager:
             try:
                 await self.start_instance(fleet)
             except InstanceFailure as exc:
-                log.warning("replacement for %s failed: %s; retrying in %.0f s", fleet.id, exc.reason, backoff)
+                log.warning(
+                    "replacement for %s failed: %s; retrying in %.0f s", fleet.id, exc.reason, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

@@ -29,7 +29,7 @@ class Model(_Domain):
     primary: bool = True
 
 
-class RoutingStrategy(str, enum.Enum):
+class RoutingStrategy(enum.StrEnum):
     LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
     RANDOM = "RANDOM"
 
@@ -60,7 +60,7 @@ class EndpointConfig(_Domain):
         return None
 
 
-class EndpointStatus(str, enum.Enum):
+class EndpointStatus(enum.StrEnum):
     CREATING = "Creating"  # CreateEndpoint accepted; instances starting, not yet all healthy
     IN_SERVICE = "InService"  # every variant has its instances healthy and takes traffic
     UPDATING = "Updating"  # UpdateEndpoint(WeightsAndCapacities) is being applied
@@ -73,7 +73,9 @@ class EndpointStatus(str, enum.Enum):
 
 
 ALLOWED_TRANSITIONS: dict[EndpointStatus, frozenset[EndpointStatus]] = {
-    EndpointStatus.CREATING: frozenset({EndpointStatus.IN_SERVICE, EndpointStatus.FAILED, EndpointStatus.DELETING}),
+    EndpointStatus.CREATING: frozenset(
+        {EndpointStatus.IN_SERVICE, EndpointStatus.FAILED, EndpointStatus.DELETING}
+    ),
     EndpointStatus.IN_SERVICE: frozenset({EndpointStatus.UPDATING, EndpointStatus.DELETING}),
     EndpointStatus.UPDATING: frozenset(
         {EndpointStatus.IN_SERVICE, EndpointStatus.ROLLING_BACK, EndpointStatus.DELETING}

@@ -75,7 +75,9 @@ class Router:
         self._log_arn_prefix = log_stream_arn
         self._random = (rng or random.Random()).random
 
-    def _pick_variant(self, inv: Invocation, variants: tuple[VariantRoute, ...], cum: tuple[float, ...]) -> VariantRoute:
+    def _pick_variant(
+        self, inv: Invocation, variants: tuple[VariantRoute, ...], cum: tuple[float, ...]
+    ) -> VariantRoute:
         if inv.target_variant is not None:
             for v in variants:
                 if v.name == inv.target_variant:
@@ -135,13 +137,17 @@ class Router:
         except InstanceUnreachable as exc:
             self._record(inv.endpoint, variant, 500, t0, t1)
             raise self._model_error(
-                inv.endpoint, variant.name, 500,
+                inv.endpoint,
+                variant.name,
+                500,
                 f"Instance {instance.id} stopped before answering ({exc}).",
             ) from exc
         except InstanceTimeout as exc:
             self._record(inv.endpoint, variant, 504, t0, t1)
             raise self._model_error(
-                inv.endpoint, variant.name, 504,
+                inv.endpoint,
+                variant.name,
+                504,
                 f"Instance {instance.id} did not answer within the invocation timeout.",
             ) from exc
         finally:

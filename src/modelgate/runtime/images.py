@@ -28,7 +28,10 @@ SUPPORTED = (
 )
 
 _BUILTIN = (
-    ("xgboost", re.compile(r"^(?:[^/]+/)*(?:sagemaker-xgboost|xgboost)(?::[\w.\-]+)?(?:@sha256:[0-9a-f]+)?$")),
+    (
+        "xgboost",
+        re.compile(r"^(?:[^/]+/)*(?:sagemaker-xgboost|xgboost)(?::[\w.\-]+)?(?:@sha256:[0-9a-f]+)?$"),
+    ),
     (
         "sklearn",
         re.compile(

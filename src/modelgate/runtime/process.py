@@ -37,7 +37,8 @@ def _set_pdeathsig() -> None:
 
 
 class ProcessHandle(Protocol):
-    pid: int
+    @property
+    def pid(self) -> int: ...
 
     async def wait(self) -> int: ...
 

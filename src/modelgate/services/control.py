@@ -43,7 +43,9 @@ class VariantUpdate:
 
 
 class ControlPlane:
-    def __init__(self, repo: Repository, controller: EndpointController, arns: ArnBuilder, clock: Clock) -> None:
+    def __init__(
+        self, repo: Repository, controller: EndpointController, arns: ArnBuilder, clock: Clock
+    ) -> None:
         self.repo = repo
         self.controller = controller
         self.arns = arns
@@ -122,7 +124,10 @@ class ControlPlane:
         if self.repo.exists(EndpointConfig, name):
             raise ValidationException(f'Cannot create already existing endpoint configuration "{arn}".')
         config = EndpointConfig(
-            name=name, arn=arn, production_variants=tuple(variants), creation_time=self.clock.now(),
+            name=name,
+            arn=arn,
+            production_variants=tuple(variants),
+            creation_time=self.clock.now(),
             kms_key_id=kms_key_id,
         )
         self._insert(config, tags, f'Cannot create already existing endpoint configuration "{arn}".')
@@ -195,8 +200,9 @@ class ControlPlane:
             items = [e for e in items if e.last_modified_time < query.last_modified_before]
         if query.last_modified_after is not None:
             items = [e for e in items if e.last_modified_time > query.last_modified_after]
-        return page(items, query, lambda e: e.name, lambda e: e.creation_time,
-                    {"Status": lambda e: e.status.value})
+        return page(
+            items, query, lambda e: e.name, lambda e: e.creation_time, {"Status": lambda e: e.status.value}
+        )
 
     def delete_endpoint(self, name: str) -> None:
         ep = self.describe_endpoint(name)
@@ -240,10 +246,11 @@ class ControlPlane:
                 )
         variants = []
         for v in ep.variants:
-            u = by_name.get(v.variant_name)
-            if u is None:
+            found = by_name.get(v.variant_name)
+            if found is None:
                 variants.append(v)
                 continue
+            u = found
             variants.append(
                 v.model_copy(
                     update={
@@ -274,12 +281,19 @@ class ControlPlane:
     def _resource_for_arn(self, arn: str) -> None:
         m = re.match(r"^arn:aws[a-z\-]*:sagemaker:[^:]*:[^:]*:(model|endpoint-config|endpoint)/(.+)$", arn)
         if m is None:
-            raise ValidationException(f"The resource ARN {arn} is not a modelgate model, endpoint config or endpoint.")
+            raise ValidationException(
+                f"The resource ARN {arn} is not a modelgate model, endpoint config or endpoint."
+            )
         kind, lname = m.group(1), m.group(2)
-        cls = {"model": Model, "endpoint-config": EndpointConfig, "endpoint": Endpoint}[kind]
-        for obj in self.repo.all(cls):
-            if obj.name.lower() == lname:
-                return
+        names: list[str]
+        if kind == "model":
+            names = [m.name for m in self.repo.all(Model)]
+        elif kind == "endpoint-config":
+            names = [c.name for c in self.repo.all(EndpointConfig)]
+        else:
+            names = [e.name for e in self.repo.all(Endpoint)]
+        if lname in (n.lower() for n in names):
+            return
         raise ValidationException(f"Resource {arn} was not found.")
 
     def add_tags(self, arn: str, tags: Sequence[Tag]) -> list[Tag]:

@@ -127,7 +127,11 @@ class Repository:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(instances).values(
-                    id=rec.id, endpoint=rec.endpoint, variant=rec.variant, port=rec.port, pid=rec.pid,
+                    id=rec.id,
+                    endpoint=rec.endpoint,
+                    variant=rec.variant,
+                    port=rec.port,
+                    pid=rec.pid,
                     created=rec.created,
                 )
             )
