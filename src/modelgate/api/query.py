@@ -1,0 +1,172 @@
+"""The AWS query protocol: form-encoded ``Action=<Op>&Version=...&A.member.1.B=...``, XML answers.
+
+Served over any :class:`JsonRpcService`: the flat form is folded into the JSON-shaped params the handlers
+take by walking botocore's input shape (lists as ``Name.member.N``, maps as ``Name.entry.N.key/value``,
+ISO 8601 timestamps); the result is rendered as ``<OpResponse><OpResult>...</OpResult>
+<ResponseMetadata>`` by walking the output shape. Errors are ``<ErrorResponse>`` with the query code
+(reference §1.2) that botocore's ``QueryParser`` reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from botocore.model import ListShape, MapShape, Shape, StructureShape
+
+from modelgate.api.awsjson import InvalidInput, JsonRpcService, error_code, error_status
+from modelgate.api.http import Request, Send, new_request_id, send_response
+from modelgate.errors import InternalFailure, ModelgateError, UnknownOperation
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = b"text/xml"
+_MISSING = object()
+
+
+def _iso(ts: float) -> str:
+    t = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _parse_time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+class _Form:
+    def __init__(self, flat: dict[str, str], validation_code: str) -> None:
+        self.flat = flat
+        self.code = validation_code
+        self.prefixes: set[str] = set()
+        for key in flat:
+            parts = key.split(".")
+            for i in range(1, len(parts) + 1):
+                self.prefixes.add(".".join(parts[:i]))
+
+    def decode(self, shape: Shape, key: str) -> Any:
+        if key and key not in self.prefixes:
+            return _MISSING
+        kind = shape.type_name
+        if kind == "structure":
+            assert isinstance(shape, StructureShape)
+            out = {}
+            for name, member in shape.members.items():
+                value = self.decode(member, f"{key}.{name}" if key else name)
+                if value is not _MISSING:
+                    out[name] = value
+            return out
+        if kind == "list":
+            assert isinstance(shape, ListShape)
+            items: list[Any] = []
+            while (value := self.decode(shape.member, f"{key}.member.{len(items) + 1}")) is not _MISSING:
+                items.append(value)
+            return items
+        if kind == "map":
+            assert isinstance(shape, MapShape)
+            entries: dict[str, Any] = {}
+            i = 1
+            while f"{key}.entry.{i}" in self.prefixes:
+                k = self.flat.get(f"{key}.entry.{i}.key", "")
+                entries[k] = self.decode(shape.value, f"{key}.entry.{i}.value")
+                i += 1
+            return entries
+        text = self.flat.get(key)
+        if text is None:
+            return _MISSING
+        try:
+            if kind in ("integer", "long"):
+                return int(text)
+            if kind in ("double", "float"):
+                return float(text)
+            if kind == "boolean":
+                return text.lower() == "true"
+            if kind == "timestamp":
+                return _parse_time(text)
+        except ValueError as exc:
+            raise InvalidInput(self.code, f"The value {text} for parameter {key} is invalid.") from exc
+        return text
+
+
+def _xml(shape: Shape | None, value: Any) -> str:
+    if shape is None or value is None:
+        return ""
+    kind = shape.type_name
+    if kind == "structure":
+        assert isinstance(shape, StructureShape)
+        parts = []
+        for name, member in shape.members.items():
+            if name in value and value[name] is not None:
+                tag = member.serialization.get("name", name)
+                parts.append(f"<{tag}>{_xml(member, value[name])}</{tag}>")
+        return "".join(parts)
+    if kind == "list":
+        assert isinstance(shape, ListShape)
+        return "".join(f"<member>{_xml(shape.member, v)}</member>" for v in value)
+    if kind == "map":
+        assert isinstance(shape, MapShape)
+        return "".join(
+            f"<entry><key>{escape(str(k))}</key><value>{_xml(shape.value, v)}</value></entry>" for k, v in value.items()
+        )
+    if kind == "timestamp":
+        return _iso(float(value))
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind in ("double", "float"):
+        return repr(float(value))
+    return escape(str(value))
+
+
+async def handle_aws_query(service: JsonRpcService, request: Request, send: Send) -> None:
+    request_id = new_request_id()
+    namespace = service.model.metadata.get("xmlNamespace", "")
+    try:
+        raw = request.body if request.method == "POST" else request.query_string
+        flat = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        action = flat.pop("Action", "")
+        flat.pop("Version", None)
+        if action not in service.model.operation_names:
+            raise UnknownOperation(f"Could not find operation {action or '(none)'}.")
+        op = service.model.operation_model(action)
+        params: Any = {}
+        if op.input_shape is not None:
+            decoded = _Form(flat, service.validation_code).decode(op.input_shape, "")
+            params = {} if decoded is _MISSING else decoded
+        result = await service.call(action, params)
+        inner = ""
+        if op.output_shape is not None:
+            wrapper = op.output_shape.serialization.get("resultWrapper", f"{action}Result")
+            inner = f"<{wrapper}>{_xml(op.output_shape, result)}</{wrapper}>"
+        body = (
+            f'<{action}Response xmlns="{namespace}">{inner}'
+            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+        )
+        await _send(send, 200, body, request_id)
+    except ModelgateError as exc:
+        await _send_error(service, send, exc, request_id, namespace)
+    except Exception:
+        log.exception("unhandled error in query request")
+        await _send_error(service, send, InternalFailure("An internal error occurred."), request_id, namespace)
+
+
+async def _send(send: Send, status: int, body: str, request_id: str) -> None:
+    headers = [(b"content-type", CONTENT_TYPE), (b"x-amzn-requestid", request_id.encode())]
+    await send_response(send, status, body.encode(), headers)
+
+
+async def _send_error(service: JsonRpcService, send: Send, exc: ModelgateError, request_id: str, ns: str) -> None:
+    code = error_code(exc)
+    wire = (service.query_error_codes or {}).get(code, code)
+    fault = "Sender" if exc.sender_fault else "Receiver"
+    body = (
+        f'<ErrorResponse xmlns="{ns}"><Error><Type>{fault}</Type><Code>{escape(wire)}</Code>'
+        f"<Message>{escape(exc.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    await _send(send, error_status(exc), body, request_id)
