@@ -44,9 +44,7 @@ def canary(value: int = 1, kind: str = "INSTANCE_COUNT", wait: int = 300, **extr
     }
 
 
-def linear(
-    value: int, kind: str = "CAPACITY_PERCENT", wait: int = 180, timeout: int = 1800
-) -> dict[str, Any]:
+def linear(value: int, kind: str = "CAPACITY_PERCENT", wait: int = 180, timeout: int = 1800) -> dict[str, Any]:
     return {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {
@@ -71,9 +69,7 @@ def rolling(value: int, kind: str = "INSTANCE_COUNT", wait: int = 60, **extra: A
 
 
 ALL_AT_ONCE = {
-    "BlueGreenUpdatePolicy": {
-        "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
-    }
+    "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}}
 }
 
 
@@ -93,9 +89,7 @@ def test_limits_match_botocore(model: ServiceModel) -> None:
     assert bounds("AutoRollbackConfig", "Alarms") == cfg.ALARM_COUNT_RANGE
     assert bounds("Alarm", "AlarmName") == cfg.ALARM_NAME_LENGTH
     assert shape(model, "CapacitySize").members["Value"].metadata["min"] == cfg.CAPACITY_VALUE_MIN
-    assert shape(model, "CapacitySize").members["Type"].metadata["enum"] == [
-        m.value for m in cfg.CapacitySizeType
-    ]
+    assert shape(model, "CapacitySize").members["Type"].metadata["enum"] == [m.value for m in cfg.CapacitySizeType]
     assert shape(model, "TrafficRoutingConfig").members["Type"].metadata["enum"] == [
         m.value for m in cfg.TrafficRoutingType
     ]
@@ -186,10 +180,7 @@ def test_defaults_when_omitted() -> None:
     c = parse_deployment_config(ALL_AT_ONCE)
     policy = c.blue_green()
     assert (policy.termination_wait_s, policy.max_execution_s) == (0, cfg.DEFAULT_MAX_EXECUTION_SECONDS)
-    assert (
-        DeploymentConfig().blue_green().traffic_routing_configuration.type
-        is cfg.TrafficRoutingType.ALL_AT_ONCE
-    )
+    assert DeploymentConfig().blue_green().traffic_routing_configuration.type is cfg.TrafficRoutingType.ALL_AT_ONCE
     assert "TerminationWaitInSeconds" not in to_wire(c)["BlueGreenUpdatePolicy"]  # type: ignore[operator]
 
 
@@ -221,8 +212,7 @@ PARSE_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     (
         "wait missing",
         _without(canary(), *TRC, "WaitIntervalInSeconds"),
-        "Value null at 'deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration"
-        ".waitIntervalInSeconds'",
+        "Value null at 'deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration.waitIntervalInSeconds'",
     ),
     ("type missing", _without(canary(), *TRC, "Type"), "trafficRoutingConfiguration.type' failed"),
     (
@@ -248,8 +238,7 @@ PARSE_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     (
         "termination too long",
         _with(canary(), 3601, "BlueGreenUpdatePolicy", "TerminationWaitInSeconds"),
-        "terminationWaitInSeconds' failed to satisfy constraint: "
-        "Member must have value less than or equal to 3600",
+        "terminationWaitInSeconds' failed to satisfy constraint: Member must have value less than or equal to 3600",
     ),
     (
         "bad routing type",
@@ -313,10 +302,7 @@ def test_parse_errors(case: str, wire: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationException) as info:
         parse_deployment_config(wire)
     assert message in info.value.message
-    assert (
-        info.value.message.startswith("1 validation error detected: ")
-        or "errors detected" in info.value.message
-    )
+    assert info.value.message.startswith("1 validation error detected: ") or "errors detected" in info.value.message
     assert (info.value.code, info.value.status) == ("ValidationException", 400)
 
 
@@ -402,9 +388,7 @@ VALID: list[tuple[str, dict[str, Any] | None, dict[str, int], dict[str, int]]] =
 
 
 @pytest.mark.parametrize(("case", "wire", "old", "new"), VALID, ids=[c[0] for c in VALID])
-def test_valid_deployments(
-    case: str, wire: dict[str, Any] | None, old: dict[str, int], new: dict[str, int]
-) -> None:
+def test_valid_deployments(case: str, wire: dict[str, Any] | None, old: dict[str, int], new: dict[str, int]) -> None:
     validate_deployment(None if wire is None else parse_deployment_config(wire), old, new)
 
 
@@ -431,8 +415,7 @@ INVALID: list[tuple[str, dict[str, Any] | None, dict[str, int], dict[str, int], 
         canary(2),
         THREE,
         THREE,
-        "CanarySize of 2 instance(s) is 67% of the 3 instances of variant 'AllTraffic'; "
-        "it must be at most 50%",
+        "CanarySize of 2 instance(s) is 67% of the 3 instances of variant 'AllTraffic'; it must be at most 50%",
     ),
     ("canary 60%", canary(60, "CAPACITY_PERCENT"), FOUR, FOUR, "CanarySize of 60% is out of range"),
     ("canary too big for one variant", canary(2), AB, AB, "100% of the 2 instances of variant 'B'"),
@@ -441,8 +424,7 @@ INVALID: list[tuple[str, dict[str, Any] | None, dict[str, int], dict[str, int], 
         linear(1, "INSTANCE_COUNT"),
         ONE,
         {"AllTraffic": 11},
-        "LinearStepSize of 1 instance(s) is 9% of the 11 instances of variant 'AllTraffic'; "
-        "it must be 10-50%",
+        "LinearStepSize of 1 instance(s) is 9% of the 11 instances of variant 'AllTraffic'; it must be 10-50%",
     ),
     ("linear 2 of 3", linear(2, "INSTANCE_COUNT"), THREE, THREE, "is 67% of the 3 instances"),
     ("linear 5%", linear(5), TEN, TEN, "LinearStepSize of 5% is out of range: it must be 10-50%"),

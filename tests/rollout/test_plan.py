@@ -20,9 +20,7 @@ from modelgate.rollout.plan import (
 from modelgate.rollout.wire import parse_deployment_config
 
 
-def blue_green(
-    kind: str, size: tuple[str, int] | None = None, wait: int = 60, term: int = 30
-) -> DeploymentConfig:
+def blue_green(kind: str, size: tuple[str, int] | None = None, wait: int = 60, term: int = 30) -> DeploymentConfig:
     routing: dict[str, Any] = {"Type": kind, "WaitIntervalInSeconds": wait}
     if size is not None:
         routing["CanarySize" if kind == "CANARY" else "LinearStepSize"] = {"Type": size[0], "Value": size[1]}
@@ -31,9 +29,7 @@ def blue_green(
     )
 
 
-def rolling(
-    batch: tuple[str, int], rollback: tuple[str, int] | None = None, wait: int = 60
-) -> DeploymentConfig:
+def rolling(batch: tuple[str, int], rollback: tuple[str, int] | None = None, wait: int = 60) -> DeploymentConfig:
     policy: dict[str, Any] = {
         "MaximumBatchSize": {"Type": batch[0], "Value": batch[1]},
         "WaitIntervalInSeconds": wait,
@@ -76,9 +72,7 @@ BLUE_GREEN_STEPS: list[tuple[str, DeploymentConfig | None, int, list[int]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "config", "n", "expected"), BLUE_GREEN_STEPS, ids=[c[0] for c in BLUE_GREEN_STEPS]
-)
+@pytest.mark.parametrize(("case", "config", "n", "expected"), BLUE_GREEN_STEPS, ids=[c[0] for c in BLUE_GREEN_STEPS])
 def test_blue_green_steps(case: str, config: DeploymentConfig | None, n: int, expected: list[int]) -> None:
     variants = {"AllTraffic": n}
     validate_deployment(config, variants, variants)
@@ -155,9 +149,7 @@ ROLLING: list[tuple[str, DeploymentConfig, int, int, list[tuple[int, int]], int 
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "config", "old", "new", "expected", "rollback"), ROLLING, ids=[c[0] for c in ROLLING]
-)
+@pytest.mark.parametrize(("case", "config", "old", "new", "expected", "rollback"), ROLLING, ids=[c[0] for c in ROLLING])
 def test_rolling_batches(
     case: str,
     config: DeploymentConfig,
@@ -202,9 +194,7 @@ def test_rolling_rollback_batches(
 ) -> None:
     plan = plan_deployment(rolling((IC, 1), batch), {"v": n}, {"v": n})
     assert isinstance(plan, RollingPlan)
-    got = [
-        (b.blue_instances, b.green_share, b.green_instances) for b in plan_rollback(plan, blue, green, share)
-    ]
+    got = [(b.blue_instances, b.green_share, b.green_instances) for b in plan_rollback(plan, blue, green, share)]
     assert got == expected
 
 
@@ -269,12 +259,7 @@ def test_rolling_plan_and_rollback_properties(
     assert isinstance(plan, RollingPlan)
     greens = [b.green_instances for b in plan.batches]
     blues = [b.blue_instances for b in plan.batches]
-    assert (
-        greens == sorted(greens)
-        and greens[-1] == new
-        and blues == sorted(blues, reverse=True)
-        and blues[-1] == 0
-    )
+    assert greens == sorted(greens) and greens[-1] == new and blues == sorted(blues, reverse=True) and blues[-1] == 0
     for b in plan.batches:  # old capacity left always covers the share of traffic left on it
         assert b.blue_instances >= old * (1 - b.green_share) - 1e-9
     # roll back from any batch, with some instances lost

@@ -124,9 +124,7 @@ class DeploymentConfig(_Frozen):
 
 
 ALL_AT_ONCE_NO_WAIT = BlueGreenUpdatePolicy(
-    traffic_routing_configuration=TrafficRoutingConfig(
-        type=TrafficRoutingType.ALL_AT_ONCE, wait_interval_in_seconds=0
-    )
+    traffic_routing_configuration=TrafficRoutingConfig(type=TrafficRoutingType.ALL_AT_ONCE, wait_interval_in_seconds=0)
 )
 
 
@@ -149,9 +147,7 @@ def size_in_instances(size: CapacitySize, total: int, max_percent: int) -> int:
 def raise_validation(errors: list[str]) -> NoReturn:
     """Raise one ValidationException that lists ``errors`` the way AWS does (at most 10 shown)."""
     n = len(errors)
-    raise ValidationException(
-        f"{n} validation error{'s' if n != 1 else ''} detected: " + "; ".join(errors[:10])
-    )
+    raise ValidationException(f"{n} validation error{'s' if n != 1 else ''} detected: " + "; ".join(errors[:10]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -173,9 +169,7 @@ def validate_deployment(
         problems.append("The new endpoint config has no production variants.")
     for name, count in new_variants.items():
         if count < 1:
-            problems.append(
-                f"Variant '{name}' of the new endpoint config has {count} instances; it needs at least 1."
-            )
+            problems.append(f"Variant '{name}' of the new endpoint config has {count} instances; it needs at least 1.")
     if config is not None and set(old_variants) != set(new_variants):
         problems.append(
             "A deployment with a DeploymentConfig must keep the production variant names of the current "
@@ -198,19 +192,14 @@ def _check_share(
     limit = f"{low}-{high}%" if low else f"at most {high}%"
     before = len(problems)
     if size.type is CapacitySizeType.CAPACITY_PERCENT and not low <= size.value <= high:
-        problems.append(
-            f"{what} of {size.describe()} is out of range: it must be {limit} of the variant's instances."
-        )
+        problems.append(f"{what} of {size.describe()} is out of range: it must be {limit} of the variant's instances.")
     for name, count in sorted(variants.items()):
         if count < 2:
             problems.append(
                 f"{what} needs at least 2 instances in variant '{name}' (one step may take at most "
                 f"{high}% of them); it has {count}."
             )
-        elif (
-            size.type is CapacitySizeType.INSTANCE_COUNT
-            and not low * count <= 100 * size.value <= high * count
-        ):
+        elif size.type is CapacitySizeType.INSTANCE_COUNT and not low * count <= 100 * size.value <= high * count:
             share = 100 * size.value / count
             problems.append(
                 f"{what} of {size.describe()} is {share:.0f}% of the {count} instances of variant '{name}'; "
@@ -219,9 +208,7 @@ def _check_share(
     return len(problems) == before
 
 
-def _check_timeout(
-    timeout: int, given: int | None, waits: list[tuple[int, str]], problems: list[str]
-) -> None:
+def _check_timeout(timeout: int, given: int | None, waits: list[tuple[int, str]], problems: list[str]) -> None:
     total = sum(seconds for seconds, _ in waits)
     if timeout <= total:
         parts = " + ".join(label for seconds, label in waits if seconds) or "0"
@@ -232,9 +219,7 @@ def _check_timeout(
         )
 
 
-def _check_blue_green(
-    policy: BlueGreenUpdatePolicy, variants: Mapping[str, int], problems: list[str]
-) -> None:
+def _check_blue_green(policy: BlueGreenUpdatePolicy, variants: Mapping[str, int], problems: list[str]) -> None:
     routing = policy.traffic_routing_configuration
     wait = routing.wait_interval_in_seconds
     bakes = 0
@@ -273,9 +258,7 @@ def _check_rolling(
         and rollback.type is CapacitySizeType.CAPACITY_PERCENT
         and rollback.value > ROLLBACK_PERCENT_MAX
     ):
-        problems.append(
-            f"RollbackMaximumBatchSize of {rollback.describe()} is more than 100% of the old fleet."
-        )
+        problems.append(f"RollbackMaximumBatchSize of {rollback.describe()} is more than 100% of the old fleet.")
     size = policy.maximum_batch_size
     if not _check_share("MaximumBatchSize", size, *ROLLING_PERCENT_RANGE, new_variants, problems):
         return

@@ -83,9 +83,7 @@ class Phase(enum.StrEnum):
     SHIFTING = "SHIFTING"  # the traffic share of step `step` is being applied to the routing table
     BAKING = "BAKING"  # bake of WaitIntervalInSeconds after step `step`; alarms watched
     FINAL_BAKE = "FINAL_BAKE"  # blue/green: all traffic on green for TerminationWaitInSeconds; alarms watched
-    TERMINATING_BLUE = (
-        "TERMINATING_BLUE"  # blue draining and stopping (rolling: old capacity of batch `step`)
-    )
+    TERMINATING_BLUE = "TERMINATING_BLUE"  # blue draining and stopping (rolling: old capacity of batch `step`)
     RESTORING_BLUE = "RESTORING_BLUE"  # rolling rollback batch `step`: old instances starting
     ROLLING_BACK = "ROLLING_BACK"  # traffic going back to blue, green draining (rolling: batch `step`)
     DONE = "DONE"  # finished: the endpoint serves the new config
@@ -208,9 +206,7 @@ def _guarded(state: RolloutState) -> bool:
         return True
     plan = state.plan
     return (
-        state.phase is Phase.TERMINATING_BLUE
-        and isinstance(plan, RollingPlan)
-        and (state.step < len(plan.batches) - 1)
+        state.phase is Phase.TERMINATING_BLUE and isinstance(plan, RollingPlan) and (state.step < len(plan.batches) - 1)
     )
 
 
@@ -296,17 +292,13 @@ def _advance_rolling(state: RolloutState, plan: RollingPlan, obs: Observation, n
 def _roll_back(state: RolloutState, obs: Observation, now: float, reason: str) -> Step:
     plan = state.plan
     if isinstance(plan, BlueGreenPlan):
-        return _enter(
-            state, now, Phase.ROLLING_BACK, 0, green_share=dict.fromkeys(plan.green, 0.0), reason=reason
-        )
+        return _enter(state, now, Phase.ROLLING_BACK, 0, green_share=dict.fromkeys(plan.green, 0.0), reason=reason)
     v = plan.variant
     green_alive = obs.green.healthy(v)
     # traffic never waits on green instances that are gone: cap the share at what is alive, at once
     share = min(state.green_share.get(v, 0.0), green_alive / plan.green)
     batches = plan_rollback(plan, obs.blue.active(v), green_alive, share)
-    new, actions = _enter(
-        state, now, Phase.RESTORING_BLUE, 0, green_share={v: share}, rollback=batches, reason=reason
-    )
+    new, actions = _enter(state, now, Phase.RESTORING_BLUE, 0, green_share={v: share}, rollback=batches, reason=reason)
     return new, [SetTrafficShare(green_share={v: share}), *actions]
 
 

@@ -125,18 +125,14 @@ def plan_deployment(
     return plan_blue_green(config.blue_green(), blue, green)
 
 
-def plan_blue_green(
-    policy: BlueGreenUpdatePolicy, blue: Mapping[str, int], green: Mapping[str, int]
-) -> BlueGreenPlan:
+def plan_blue_green(policy: BlueGreenUpdatePolicy, blue: Mapping[str, int], green: Mapping[str, int]) -> BlueGreenPlan:
     routing = policy.traffic_routing_configuration
     final_bake = policy.termination_wait_s
     if routing.type is TrafficRoutingType.ALL_AT_ONCE:
         return _all_at_once(blue, green, final_bake, policy.max_execution_s)
     if routing.type is TrafficRoutingType.CANARY:
         assert routing.canary_size is not None, "a validated CANARY config has a CanarySize"
-        per_step = {
-            v: size_in_instances(routing.canary_size, n, CANARY_PERCENT_MAX) for v, n in green.items()
-        }
+        per_step = {v: size_in_instances(routing.canary_size, n, CANARY_PERCENT_MAX) for v, n in green.items()}
         step_count = 2
     else:
         assert routing.linear_step_size is not None, "a validated LINEAR config has a LinearStepSize"
@@ -186,9 +182,7 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def plan_rolling(
-    policy: RollingUpdatePolicy, blue: Mapping[str, int], green: Mapping[str, int]
-) -> RollingPlan:
+def plan_rolling(policy: RollingUpdatePolicy, blue: Mapping[str, int], green: Mapping[str, int]) -> RollingPlan:
     """The batches of a validated rolling update of a single-variant endpoint."""
     ((variant, new),) = green.items()
     old = blue.get(variant, 0)

@@ -81,9 +81,7 @@ def endpoint_view(state: RolloutState) -> EndpointView:
             variant_status={},
         )
     if phase in (Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED):
-        status = (
-            EndpointStatus.IN_SERVICE if phase is Phase.ROLLED_BACK else EndpointStatus.UPDATE_ROLLBACK_FAILED
-        )
+        status = EndpointStatus.IN_SERVICE if phase is Phase.ROLLED_BACK else EndpointStatus.UPDATE_ROLLBACK_FAILED
         return EndpointView(
             endpoint_status=status,
             serving=FleetRole.BLUE,
@@ -120,8 +118,7 @@ def _blue_green(state: RolloutState, plan: BlueGreenPlan) -> dict[str, tuple[Var
             which = "TerminationWaitInSeconds" if step.final else "WaitIntervalInSeconds"
             out[v] = (
                 VariantStatus.BAKING,
-                f"Baking for {step.bake_seconds} seconds ({which}) with traffic enabled on {capacity} "
-                "instance(s).",
+                f"Baking for {step.bake_seconds} seconds ({which}) with traffic enabled on {capacity} instance(s).",
             )
         elif phase is Phase.TERMINATING_BLUE:
             out[v] = (VariantStatus.DELETING, f"Terminating {plan.blue.get(v, 0)} instance(s).")

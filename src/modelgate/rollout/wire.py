@@ -48,9 +48,7 @@ class _Reader:
             return None
         for key in value:
             if key not in members:
-                self.errors.append(
-                    f"Unknown member '{key}' at '{path}'; expected one of: {', '.join(members)}"
-                )
+                self.errors.append(f"Unknown member '{key}' at '{path}'; expected one of: {', '.join(members)}")
         return value
 
     def required(self, parent: Mapping[str, object], key: str, path: str) -> object:
@@ -65,9 +63,7 @@ class _Reader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
-            self.errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be an integer"
-            )
+            self.errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be an integer")
             return None
         number = int(value)
         if number < low:
@@ -99,9 +95,7 @@ class _Reader:
         if wire is None:
             return None
         kind = self.enum_value(self.required(wire, "Type", path), _join(path, "Type"), CapacitySizeType)
-        number = self.integer(
-            self.required(wire, "Value", path), _join(path, "Value"), CAPACITY_VALUE_MIN, None
-        )
+        number = self.integer(self.required(wire, "Value", path), _join(path, "Value"), CAPACITY_VALUE_MIN, None)
         if kind is None or number is None or number < CAPACITY_VALUE_MIN:
             return None
         return CapacitySize(type=kind, value=number)
@@ -115,20 +109,14 @@ def parse_deployment_config(wire: Mapping[str, object]) -> DeploymentConfig:
     """The typed config of a wire ``DeploymentConfig``; raises ValidationException listing every problem."""
     r = _Reader()
     root = "deploymentConfig"
-    top = r.structure(
-        wire, root, ("BlueGreenUpdatePolicy", "RollingUpdatePolicy", "AutoRollbackConfiguration")
-    )
+    top = r.structure(wire, root, ("BlueGreenUpdatePolicy", "RollingUpdatePolicy", "AutoRollbackConfiguration"))
     if top is None:
         raise_validation(r.errors or ["DeploymentConfig must be a structure"])
     blue_green = _parse_blue_green(r, top.get("BlueGreenUpdatePolicy"), _join(root, "BlueGreenUpdatePolicy"))
     rolling = _parse_rolling(r, top.get("RollingUpdatePolicy"), _join(root, "RollingUpdatePolicy"))
-    auto = _parse_auto_rollback(
-        r, top.get("AutoRollbackConfiguration"), _join(root, "AutoRollbackConfiguration")
-    )
+    auto = _parse_auto_rollback(r, top.get("AutoRollbackConfiguration"), _join(root, "AutoRollbackConfiguration"))
     if top.get("BlueGreenUpdatePolicy") is not None and top.get("RollingUpdatePolicy") is not None:
-        r.errors.append(
-            "DeploymentConfig may specify BlueGreenUpdatePolicy or RollingUpdatePolicy, not both."
-        )
+        r.errors.append("DeploymentConfig may specify BlueGreenUpdatePolicy or RollingUpdatePolicy, not both.")
     if r.errors:
         raise_validation(r.errors)
     return DeploymentConfig(
@@ -186,9 +174,7 @@ def _parse_routing(r: _Reader, value: object, path: str) -> TrafficRoutingConfig
         r.errors.append(f"LinearStepSize is only valid with Type LINEAR, not {kind.value}.")
     if kind is None or wait is None:
         return None
-    return TrafficRoutingConfig(
-        type=kind, wait_interval_in_seconds=wait, canary_size=canary, linear_step_size=linear
-    )
+    return TrafficRoutingConfig(type=kind, wait_interval_in_seconds=wait, canary_size=canary, linear_step_size=linear)
 
 
 def _parse_rolling(r: _Reader, value: object, path: str) -> RollingUpdatePolicy | None:
@@ -291,9 +277,7 @@ def to_wire(config: DeploymentConfig) -> dict[str, object]:
             rolling["RollbackMaximumBatchSize"] = _capacity_wire(ro.rollback_maximum_batch_size)
         out["RollingUpdatePolicy"] = rolling
     if (auto := config.auto_rollback_configuration) is not None:
-        out["AutoRollbackConfiguration"] = (
-            {"Alarms": [{"AlarmName": a} for a in auto.alarms]} if auto.alarms else {}
-        )
+        out["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in auto.alarms]} if auto.alarms else {}
     return out
 
 
