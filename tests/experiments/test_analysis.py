@@ -69,9 +69,7 @@ def test_best_and_loss_are_deterministic() -> None:
 
 def test_boundaries_match_the_published_five_look_obrien_fleming_table() -> None:
     # Lan-DeMets O'Brien-Fleming, two-sided alpha 0.05, five equal looks (gsDesign / ldbounds).
-    assert boundaries([0.2, 0.4, 0.6, 0.8, 1.0], 0.05) == pytest.approx(
-        [4.877, 3.357, 2.680, 2.290, 2.031], abs=2e-3
-    )
+    assert boundaries([0.2, 0.4, 0.6, 0.8, 1.0], 0.05) == pytest.approx([4.877, 3.357, 2.680, 2.290, 2.031], abs=2e-3)
 
 
 def test_one_look_is_the_fixed_sample_test() -> None:

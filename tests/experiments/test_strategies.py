@@ -13,9 +13,7 @@ from modelgate.experiments.entities import Arm, ExperimentParams, Strategy, Vari
 from modelgate.experiments.errors import InvalidParameter, NoVariants
 
 
-def arm(
-    name: str, invocations: int = 0, reward: float = 0.0, weight: float = 1.0, conversions: int = 0
-) -> Arm:
+def arm(name: str, invocations: int = 0, reward: float = 0.0, weight: float = 1.0, conversions: int = 0) -> Arm:
     return Arm(name, weight, VariantCounts(invocations, conversions, reward))
 
 
@@ -121,9 +119,7 @@ def test_ucb1_scores_match_the_formula() -> None:
     arms = [arm("v1", 10, 1), arm("v2", 10, 2), arm("v3", 100, 50)]
     scores = s.ucb1_scores(arms)
     bonus_small = (2 * np.log(120) / 10) ** 0.5
-    assert scores == pytest.approx(
-        [0.1 + bonus_small, 0.2 + bonus_small, 0.5 + (2 * np.log(120) / 100) ** 0.5]
-    )
+    assert scores == pytest.approx([0.1 + bonus_small, 0.2 + bonus_small, 0.5 + (2 * np.log(120) / 100) ** 0.5])
 
 
 def test_ucb1_tries_unplayed_variants_first() -> None:

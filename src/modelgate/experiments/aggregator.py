@@ -157,9 +157,7 @@ class Aggregator:
             if event.type == "invocation":
                 delta = VariantCounts(invocations=1)
             else:
-                delta = VariantCounts(
-                    conversions=1, reward_sum=event.reward if event.reward is not None else 1.0
-                )
+                delta = VariantCounts(conversions=1, reward_sum=event.reward if event.reward is not None else 1.0)
             deltas[(experiment.id, variant)] = deltas[(experiment.id, variant)].plus(delta)
             published[(event.endpoint_name, variant)] = published[(event.endpoint_name, variant)].plus(delta)
             counted += 1
@@ -193,9 +191,7 @@ class Aggregator:
             if experiment is None or not experiment.is_open:
                 continue
             counts = self._store.counts(experiment_id)
-            due = next_looks(
-                design_of(experiment), experiment.control, counts, self._store.looks(experiment_id)
-            )
+            due = next_looks(design_of(experiment), experiment.control, counts, self._store.looks(experiment_id))
             if due:
                 self._store.add_looks(experiment_id, due)
                 report.looks += len(due)

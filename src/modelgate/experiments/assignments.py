@@ -99,6 +99,4 @@ class StickyPolicy:
         user_id: str,
         now: float,
     ) -> Served:
-        return Served(
-            endpoint_name, inference_id, variant, experiment_id, strategy, user_id, now + self.served_ttl
-        )
+        return Served(endpoint_name, inference_id, variant, experiment_id, strategy, user_id, now + self.served_ttl)

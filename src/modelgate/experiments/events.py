@@ -216,9 +216,7 @@ class EventBuffer:
                 try:
                     self._sink.put(key, gzip.compress(b"".join(batch.lines), mtime=0))
                 except Exception:
-                    logger.exception(
-                        "event sink refused %s; %d batches kept for retry", key, len(batches) - i
-                    )
+                    logger.exception("event sink refused %s; %d batches kept for retry", key, len(batches) - i)
                     self._requeue(batches[i:])
                     break
                 written.append(key)
@@ -235,9 +233,7 @@ class EventBuffer:
             while len(queue) > 1 and sum(b.size for b in queue) > self._max_pending:
                 lost = queue.pop(0)
                 self.dropped_events += len(lost.lines)
-                logger.error(
-                    "event buffer over %d bytes: dropped %d events", self._max_pending, len(lost.lines)
-                )
+                logger.error("event buffer over %d bytes: dropped %d events", self._max_pending, len(lost.lines))
             self._sealed = queue
 
 

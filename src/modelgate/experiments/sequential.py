@@ -139,9 +139,7 @@ def _crossing(c: float, mass: np.ndarray, xs: np.ndarray, root_t: float, sigma: 
 def _solve_boundary(spend: float, mass: np.ndarray, xs: np.ndarray, root_t: float, sigma: float) -> float:
     if spend <= _crossing(_C_MAX, mass, xs, root_t, sigma):
         return _C_MAX
-    return float(
-        optimize.brentq(lambda c: _crossing(c, mass, xs, root_t, sigma) - spend, 0.0, _C_MAX, xtol=1e-7)
-    )
+    return float(optimize.brentq(lambda c: _crossing(c, mass, xs, root_t, sigma) - spend, 0.0, _C_MAX, xtol=1e-7))
 
 
 @lru_cache(maxsize=512)

@@ -78,9 +78,7 @@ class S3Sink:
     def list_keys(self) -> list[str]:
         out: list[str] = []
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            )
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = str(obj["Key"])[len(self.prefix) :]

@@ -25,11 +25,13 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    bindparam,
     delete,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelgate.experiments.assignments import Assignment, Served
@@ -128,34 +130,68 @@ def _guard(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"experiment store failed to {what}: {type(exc).__name__}") from exc
 
 
-def _upsert(conn: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    """Insert or replace one row, portably (an update, then an insert if nothing matched)."""
-    where = [table.c[k] == v for k, v in keys.items()]
-    if conn.execute(update(table).where(*where).values(**values)).rowcount == 0:
-        conn.execute(insert(table).values(**keys, **values))
+class _Upsert:
+    """Insert-or-replace of one row, built once: a single ON CONFLICT statement on SQLite and
+    PostgreSQL, an update then (if no row matched) an insert elsewhere. Statements are built once per
+    store because building SQLAlchemy expressions costs more than SQLite's execution of them."""
+
+    def __init__(self, dialect: str, table: Table, keys: Sequence[str]) -> None:
+        self._keys = list(keys)
+        self._native: Any = None
+        if dialect in ("sqlite", "postgresql"):
+            stmt = (sqlite if dialect == "sqlite" else postgresql).insert(table)
+            others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in self._keys}
+            self._native = stmt.on_conflict_do_update(index_elements=self._keys, set_=others)
+        where = [table.c[k] == bindparam(f"key_{k}") for k in self._keys]
+        self._update = update(table).where(*where)
+        self._insert = insert(table)
+
+    def __call__(self, conn: Connection, row: Mapping[str, Any]) -> None:
+        if self._native is not None:
+            conn.execute(self._native, dict(row))
+            return
+        values = {k: v for k, v in row.items() if k not in self._keys}
+        params = {f"key_{k}": row[k] for k in self._keys}
+        if conn.execute(self._update.values(**values), params).rowcount == 0:
+            conn.execute(self._insert, dict(row))
+
+
+_GET_ASSIGNMENT = select(assignments.c.variant, assignments.c.expires_at).where(
+    assignments.c.user_id == bindparam("user_id"), assignments.c.endpoint_name == bindparam("endpoint_name")
+)
+_GET_SERVED = select(served).where(
+    served.c.endpoint_name == bindparam("endpoint_name"),
+    served.c.inference_id == bindparam("inference_id"),
+    served.c.expires_at > bindparam("now"),
+)
 
 
 class SqlAssignmentStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._put = _Upsert(engine.dialect.name, assignments, ["user_id", "endpoint_name"])
+        self._record = _Upsert(engine.dialect.name, served, ["endpoint_name", "inference_id"])
 
     def get(self, user_id: str, endpoint_name: str) -> Assignment | None:
-        q = select(assignments.c.variant, assignments.c.expires_at).where(
-            assignments.c.user_id == user_id, assignments.c.endpoint_name == endpoint_name
-        )
+        params = {"user_id": user_id, "endpoint_name": endpoint_name}
         with _guard("read an assignment"), self._engine.connect() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(_GET_ASSIGNMENT, params).first()
         return None if row is None else Assignment(user_id, endpoint_name, row.variant, row.expires_at)
 
     def put(self, assignment: Assignment) -> None:
-        keys = {"user_id": assignment.user_id, "endpoint_name": assignment.endpoint_name}
-        values = {"variant": assignment.variant, "expires_at": assignment.expires_at}
+        row = {
+            "user_id": assignment.user_id,
+            "endpoint_name": assignment.endpoint_name,
+            "variant": assignment.variant,
+            "expires_at": assignment.expires_at,
+        }
         with _guard("write an assignment"), self._engine.begin() as conn:
-            _upsert(conn, assignments, keys, values)
+            self._put(conn, row)
 
     def record_served(self, record: Served) -> None:
-        keys = {"endpoint_name": record.endpoint_name, "inference_id": record.inference_id}
-        values = {
+        row = {
+            "endpoint_name": record.endpoint_name,
+            "inference_id": record.inference_id,
             "variant": record.variant,
             "experiment_id": record.experiment_id,
             "strategy": record.strategy,
@@ -163,16 +199,12 @@ class SqlAssignmentStore:
             "expires_at": record.expires_at,
         }
         with _guard("record a served inference"), self._engine.begin() as conn:
-            _upsert(conn, served, keys, values)
+            self._record(conn, row)
 
     def served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
-        q = select(served).where(
-            served.c.endpoint_name == endpoint_name,
-            served.c.inference_id == inference_id,
-            served.c.expires_at > now,
-        )
+        params = {"endpoint_name": endpoint_name, "inference_id": inference_id, "now": now}
         with _guard("read a served inference"), self._engine.connect() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(_GET_SERVED, params).first()
         if row is None:
             return None
         return Served(
@@ -219,14 +251,10 @@ class SqlExperimentStore:
                 looks=r.looks,
                 control=r.control,
             )
-            out.append(
-                Experiment(r.id, r.endpoint_name, params, tuple(specs[r.id]), r.created_at, r.closed_at)
-            )
+            out.append(Experiment(r.id, r.endpoint_name, params, tuple(specs[r.id]), r.created_at, r.closed_at))
         return out
 
-    def _query(
-        self, what: str, *where: Any, newest_first: bool = False, limit: int | None = None
-    ) -> list[Experiment]:
+    def _query(self, what: str, *where: Any, newest_first: bool = False, limit: int | None = None) -> list[Experiment]:
         order = experiments.c.id.desc() if newest_first else experiments.c.id
         q = select(experiments).where(*where).order_by(order).limit(limit)
         with _guard(what), self._engine.connect() as conn:
@@ -308,10 +336,7 @@ class SqlExperimentStore:
         q = select(variants).where(variants.c.experiment_id == experiment_id).order_by(variants.c.position)
         with _guard("read counts"), self._engine.connect() as conn:
             rows = list(conn.execute(q))
-        return {
-            r.variant: VariantCounts(int(r.invocations), int(r.conversions), float(r.reward_sum))
-            for r in rows
-        }
+        return {r.variant: VariantCounts(int(r.invocations), int(r.conversions), float(r.reward_sum)) for r in rows}
 
     def fold(self, key: str, deltas: Deltas, now: float) -> bool:
         try:

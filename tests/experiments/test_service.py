@@ -1,0 +1,345 @@
+"""ExperimentService against fakes of the gateway: the anchor's semantics, its fixed bugs, Fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from modelgate.errors import ModelError, ModelgateError
+from modelgate.experiments.analysis import design_of
+from modelgate.experiments.assignments import DAY, Assignment
+from modelgate.experiments.entities import ExperimentParams, Strategy, VariantCounts, VariantSpec
+from modelgate.experiments.errors import (
+    AssignmentNotFound,
+    ExperimentNotFound,
+    InvalidParameter,
+    InvalidReward,
+    InvalidStrategy,
+    NoWinner,
+    UnknownVariant,
+    VariantMismatch,
+)
+from modelgate.experiments.sequential import next_looks
+from modelgate.experiments.service import ExperimentService, Requester
+
+from .fakes import FakeClock, FakeGateway, MemoryAssignmentStore, MemoryExperimentStore, RecordingEventLog
+
+T = TypeVar("T")
+TAGS = {"ab-testing:enabled": "true", "ab-testing:strategy": "WeightedSampling"}
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@dataclass
+class World:
+    service: ExperimentService
+    gateway: FakeGateway
+    experiments: MemoryExperimentStore
+    assignments: MemoryAssignmentStore
+    events: RecordingEventLog
+    clock: FakeClock
+
+
+def make_world(variants: list[tuple[str, float]] | None = None, tags: dict[str, str] | None = None) -> World:
+    gateway = FakeGateway({"ep": variants or [("A", 0.5), ("B", 0.5)]}, {"ep": TAGS if tags is None else tags})
+    experiments, assignments, events, clock = (
+        MemoryExperimentStore(), MemoryAssignmentStore(), RecordingEventLog(), FakeClock(),
+    )  # fmt: skip
+    ids = iter(range(10**6))
+    service = ExperimentService(
+        invoker=gateway, catalog=gateway, experiments=experiments, assignments=assignments, events=events,
+        clock=clock, rng=np.random.default_rng(1), new_id=lambda: f"id-{next(ids)}",
+    )  # fmt: skip
+    return World(service, gateway, experiments, assignments, events, clock)
+
+
+@pytest.fixture
+def w() -> World:
+    world = make_world()
+    assert world.service.register("ep").status == 201
+    return world
+
+
+# --- registration ---------------------------------------------------------------------------------------
+
+
+def test_register_reads_the_tags_and_current_weights() -> None:
+    world = make_world(
+        [("Champion1", 0.7), ("Challenger1", 0.3), ("Shadow", 0.0)],
+        {"ab-testing:enabled": "True", "ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2",
+         "ab-testing:warmup": "100"},
+    )  # fmt: skip
+    registration = world.service.register("ep")
+    assert registration.status == 201 and registration.experiment is not None
+    e = registration.experiment
+    assert e.variants == (VariantSpec("Champion1", 0.7), VariantSpec("Challenger1", 0.3))  # weight 0 left out
+    assert (e.params.strategy, e.params.epsilon, e.params.warmup) == (Strategy.EPSILON_GREEDY, 0.2, 100)
+    assert e.control == "Champion1"
+
+
+def test_register_is_idempotent_and_a_change_starts_a_new_experiment_keeping_the_old(w: World) -> None:
+    first = w.experiments.current("ep")
+    assert first is not None
+    assert w.service.register("ep").status == 200
+    w.experiments.fold("k", {(first.id, "A"): VariantCounts(10, 3, 3.0)}, 0.0)
+    w.gateway.endpoints["ep"] = [("A", 0.5), ("C", 0.5)]
+    second = w.service.register("ep")
+    assert second.status == 201 and second.experiment is not None and second.experiment.id != first.id
+    old = w.experiments.get(first.id)
+    assert old is not None and old.closed_at is not None
+    assert w.experiments.counts(first.id)["A"] == VariantCounts(10, 3, 3.0)
+    assert [e.id for e in w.service.history("ep")] == [first.id, second.experiment.id]
+
+
+def test_register_without_the_tag_is_not_modified_but_explicit_parameters_register() -> None:
+    world = make_world(tags={"ab-testing:enabled": "false"})
+    assert world.service.register("ep").status == 304
+    assert world.experiments.current("ep") is None
+    explicit = world.service.register("ep", ExperimentParams(strategy=Strategy.UCB1))
+    assert explicit.status == 201 and explicit.experiment is not None
+    assert explicit.experiment.params.strategy == Strategy.UCB1
+
+
+@pytest.mark.parametrize(
+    ("tags", "error", "code"),
+    [
+        ({"ab-testing:strategy": "Random"}, InvalidStrategy, "InvalidStrategy"),
+        ({"ab-testing:epsilon": "1.5"}, InvalidParameter, "InvalidParameter"),
+        ({"ab-testing:warmup": "ten"}, InvalidParameter, "InvalidParameter"),
+        ({"ab-testing:control": "Z"}, UnknownVariant, "UnknownVariant"),
+    ],
+)
+def test_bad_tags_are_refused_with_named_errors(tags: dict[str, str], error: type[ModelgateError], code: str) -> None:
+    world = make_world(tags={"ab-testing:enabled": "true", **tags})
+    with pytest.raises(error) as info:
+        world.service.register("ep")
+    assert (info.value.code, info.value.status) == (code, 400)
+    assert str(info.value)
+
+
+# --- invocation ---------------------------------------------------------------------------------------
+
+
+def test_new_user_gets_201_then_200_and_the_event_has_the_anchor_fields(w: World) -> None:
+    requester = Requester("10.1.2.3", "notebook/1.0")
+    first = run(w.service.invoke("ep", b'"hello"', user_id="u1", inference_id="i1", requester=requester))
+    assert first.status == 201
+    assert first.strategy == "WeightedSampling"
+    assert first.target_variant == first.endpoint_variant and first.target_variant in {"A", "B"}
+    assert (w.gateway.calls[0].target_variant, w.gateway.calls[0].body) == (first.target_variant, b'"hello"')
+    stored = w.assignments.get("u1", "ep")
+    assert stored is not None and stored.variant == first.target_variant
+    assert stored.expires_at == w.clock.now() + 90 * DAY
+    e = w.events.events[-1]
+    assert (e.type, e.strategy, e.endpoint_name, e.target_variant, e.endpoint_variant) == (
+        "invocation", "WeightedSampling", "ep", first.target_variant, first.endpoint_variant,
+    )  # fmt: skip
+    assert (e.inference_id, e.user_id, e.source_ip, e.user_agent, e.reward) == (
+        "i1", "u1", "10.1.2.3", "notebook/1.0", None,
+    )  # fmt: skip
+    for _ in range(5):
+        again = run(w.service.invoke("ep", b"{}", user_id="u1"))
+        assert (again.status, again.target_variant) == (200, first.target_variant)
+
+
+def test_generated_ids_are_returned(w: World) -> None:
+    out = run(w.service.invoke("ep", b"{}"))
+    assert out.user_id.startswith("id-") and out.inference_id.startswith("id-")
+    assert out.user_id != out.inference_id
+
+
+def test_the_ttl_is_refreshed_on_use_and_an_expired_assignment_is_redrawn(w: World) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1"))
+    written = w.assignments.get("u1", "ep")
+    assert written is not None
+    w.clock.advance(10 * DAY)
+    assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 200
+    refreshed = w.assignments.get("u1", "ep")
+    assert refreshed is not None and refreshed.expires_at == written.expires_at + 10 * DAY
+    w.clock.advance(91 * DAY)
+    assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 201
+
+
+def test_a_user_whose_variant_left_the_endpoint_is_reassigned(w: World) -> None:
+    w.gateway.endpoints["ep"] = [("A", 1.0)]
+    w.service.register("ep")
+    w.gateway.endpoints["ep"] = [("A", 0.5), ("B", 0.5)]
+    w.assignments.put(Assignment("u1", "ep", "B", w.clock.now() + DAY))
+    out = run(w.service.invoke("ep", b"{}", user_id="u1"))
+    assert (out.status, out.target_variant) == (201, "A")
+    stored = w.assignments.get("u1", "ep")
+    assert stored is not None and stored.variant == "A"
+
+
+def test_manual_override_is_202_and_writes_no_assignment(w: World) -> None:
+    out = run(w.service.invoke("ep", b"{}", user_id="u1", endpoint_variant="B"))
+    assert (out.status, out.strategy, out.target_variant, out.endpoint_variant) == (202, "Manual", "B", "B")
+    assert w.assignments.get("u1", "ep") is None
+    assert w.events.events[-1].strategy == "Manual"
+
+
+@pytest.mark.parametrize("broken", ["assignments", "experiments", "unregistered"])
+def test_fallback_uses_the_endpoint_weights_and_is_recorded(w: World, broken: str) -> None:
+    if broken == "assignments":
+        w.assignments.fail = True
+    elif broken == "experiments":
+        w.experiments.fail = True
+    else:
+        w.service.deregister("ep")
+    out = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert (out.status, out.strategy, out.target_variant) == (202, "Fallback", None)
+    assert out.endpoint_variant in {"A", "B"}
+    assert w.gateway.calls[-1].target_variant is None
+    e = w.events.events[-1]
+    assert (e.strategy, e.target_variant, e.endpoint_variant) == ("Fallback", None, out.endpoint_variant)
+
+
+def test_invocation_errors_pass_through_and_log_nothing(w: World) -> None:
+    w.gateway.model_error = True
+    with pytest.raises(ModelError) as info:
+        run(w.service.invoke("ep", b"{}", user_id="u1"))
+    assert info.value.status == 424
+    assert w.events.events == []
+
+
+def test_a_failing_event_log_does_not_fail_the_invocation(w: World) -> None:
+    def broken(_: object) -> None:
+        raise OSError("disk full")
+
+    w.events.append = broken  # type: ignore[method-assign,assignment]
+    assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 201
+
+
+# --- conversion ---------------------------------------------------------------------------------------
+
+
+def test_conversion_is_credited_to_the_variant_that_served_the_inference(w: World) -> None:
+    served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="B"))
+    out = w.service.convert("ep", inference_id="i1", reward=0.5)  # no user id at all
+    assert (out.status, out.endpoint_variant, out.reward, out.strategy) == (200, served.endpoint_variant, 0.5, "Manual")
+    e = w.events.events[-1]
+    assert (e.type, e.endpoint_variant, e.target_variant, e.reward, e.inference_id) == (
+        "conversion", "B", None, 0.5, "i1",
+    )  # fmt: skip
+
+
+def test_conversion_by_user_assignment_with_the_default_reward(w: World) -> None:
+    first = run(w.service.invoke("ep", b"{}", user_id="u1"))
+    out = w.service.convert("ep", user_id="u1")
+    assert (out.status, out.endpoint_variant, out.reward) == (200, first.endpoint_variant, 1.0)
+
+
+def test_a_conversion_from_an_unknown_user_is_refused_not_drawn(w: World) -> None:
+    with pytest.raises(AssignmentNotFound) as info:
+        w.service.convert("ep", user_id="stranger")
+    assert (info.value.code, info.value.status) == ("AssignmentNotFound", 404)
+    assert w.assignments.get("stranger", "ep") is None
+    assert w.events.events == []
+
+
+def test_manual_conversion_must_match_the_serving_variant(w: World) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="A"))
+    assert w.service.convert("ep", inference_id="i1", endpoint_variant="A").status == 202
+    with pytest.raises(VariantMismatch) as info:
+        w.service.convert("ep", inference_id="i1", endpoint_variant="B")
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("reward", [1.5, -0.1, math.nan, math.inf, True, "1"])
+def test_rewards_outside_zero_one_are_refused(w: World, reward: Any) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1"))
+    with pytest.raises(InvalidReward) as info:
+        w.service.convert("ep", user_id="u1", reward=reward)
+    assert (info.value.code, info.value.status) == ("InvalidReward", 400)
+    assert [e.type for e in w.events.events] == ["invocation"]
+
+
+def test_conversion_falls_back_when_the_store_fails(w: World) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    w.assignments.fail = True
+    out = w.service.convert("ep", user_id="u1", inference_id="i1")
+    assert (out.status, out.strategy, out.endpoint_variant) == (202, "Fallback", None)
+    e = w.events.events[-1]
+    assert (e.type, e.strategy, e.endpoint_variant, e.user_id, e.inference_id) == (
+        "conversion", "Fallback", None, "u1", "i1",
+    )  # fmt: skip
+
+
+# --- stats and promotion ------------------------------------------------------------------------------
+
+
+def test_stats_for_an_unknown_endpoint(w: World) -> None:
+    with pytest.raises(ExperimentNotFound) as info:
+        w.service.stats("nope")
+    assert (info.value.status, info.value.message) == (404, "Endpoint nope not found")
+
+
+def test_stats_report_counts_and_verdict(w: World) -> None:
+    e = w.experiments.current("ep")
+    assert e is not None
+    w.experiments.fold("k", {(e.id, "A"): VariantCounts(100, 30, 30.0), (e.id, "B"): VariantCounts(90, 40, 40.0)}, 0)
+    summary = w.service.stats("ep")
+    assert [(v.name, v.invocations, v.conversions, v.reward_sum) for v in summary.variants] == [
+        ("A", 100, 30, 30.0), ("B", 90, 40, 40.0),
+    ]  # fmt: skip
+    assert str(summary.verdict) == "keep_running"  # no look has been taken yet
+
+
+def test_promote_without_a_winner_is_refused(w: World) -> None:
+    with pytest.raises(NoWinner) as info:
+        run(w.service.promote("ep"))
+    assert (info.value.code, info.value.status) == ("NoWinner", 409)
+    assert w.gateway.weight_updates == []
+
+
+def test_promote_sends_all_traffic_to_the_variant_and_closes_the_experiment(w: World) -> None:
+    with pytest.raises(UnknownVariant):
+        run(w.service.promote("ep", "Z"))
+    promotion = run(w.service.promote("ep", "B"))
+    assert promotion.weights == {"A": 0.0, "B": 1.0}
+    assert w.gateway.weight_updates == [("ep", {"A": 0.0, "B": 1.0})]
+    assert w.experiments.current("ep") is None
+    assert w.service.stats("ep").experiment.id == promotion.experiment_id  # still readable
+    out = run(w.service.invoke("ep", b"{}", user_id="u9"))
+    assert (out.strategy, out.endpoint_variant) == ("Fallback", "B")
+
+
+def test_promote_without_a_variant_takes_the_verdicts_winner(w: World) -> None:
+    e = w.experiments.current("ep")
+    assert e is not None
+    w.experiments.fold(
+        "k", {(e.id, "A"): VariantCounts(5000, 1000, 1000.0), (e.id, "B"): VariantCounts(5000, 1500, 1500.0)}, 0
+    )
+    w.experiments.add_looks(e.id, next_looks(design_of(e), e.control, w.experiments.counts(e.id), []))
+    assert str(w.service.stats("ep").verdict) == "winner: B"
+    assert run(w.service.promote("ep")).variant == "B"
+    assert w.gateway.weight_updates == [("ep", {"A": 0.0, "B": 1.0})]
+
+
+def test_the_open_experiment_is_reread_at_most_every_cache_period(w: World) -> None:
+    reads = 0
+    original = w.experiments.current
+
+    def counting(endpoint_name: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return original(endpoint_name)
+
+    w.experiments.current = counting  # type: ignore[method-assign]
+    for i in range(3):
+        run(w.service.invoke("ep", b"{}", user_id=f"u{i}"))
+    assert reads == 1
+    w.clock.advance(1.0)
+    run(w.service.invoke("ep", b"{}", user_id="u9"))
+    assert reads == 2
+    w.gateway.endpoints["ep"] = [("A", 1.0)]
+    w.service.register("ep")  # a registration through this service is seen at once
+    assert run(w.service.invoke("ep", b"{}", user_id="new")).target_variant == "A"
