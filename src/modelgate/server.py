@@ -23,7 +23,7 @@ from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.controllers.fleets import FleetManager
 from modelgate.domain.arns import ArnBuilder
-from modelgate.routing.router import NullRecorder, Router
+from modelgate.routing.router import Router
 from modelgate.routing.table import RoutingTable
 from modelgate.runtime.client import InstanceClient
 from modelgate.runtime.process import LocalSpawner
@@ -31,6 +31,7 @@ from modelgate.services.control import ControlPlane
 from modelgate.settings import Settings
 from modelgate.store.db import make_engine
 from modelgate.store.repo import Repository
+from modelgate.telemetry.system import PROMETHEUS_CONTENT_TYPE, MetricsSystem
 
 log = logging.getLogger("modelgate")
 
@@ -73,8 +74,12 @@ def build(settings: Settings) -> Server:
     arns = ArnBuilder(settings.account_id, settings.region)
     table = RoutingTable()
     client = InstanceClient(settings.invocation_timeout_seconds)
-    recorder = NullRecorder()
-    router = Router(table, client, recorder, settings.account_id, arns.log_stream(""))
+    controller_ref: list[EndpointController] = []
+    metrics = MetricsSystem(
+        engine, clock, lambda: controller_ref[0].instances() if controller_ref else [], settings.account_id,
+        settings.region,
+    )
+    router = Router(table, client, metrics.recorder, settings.account_id, arns.log_stream(""))
     fleets = FleetManager(
         repo,
         LocalSpawner(),
@@ -94,18 +99,34 @@ def build(settings: Settings) -> Server:
         settings.default_startup_health_timeout_seconds,
         settings.max_startup_health_timeout_seconds,
     )
+    controller_ref.append(controller)
     control = ControlPlane(repo, controller, arns, clock)
-    json_services: dict[str, JsonRpcService] = {"SageMaker": build_sagemaker(control)}
+    json_services: dict[str, JsonRpcService] = {
+        "SageMaker": build_sagemaker(control),
+        "GraniteServiceVersion20100801": metrics.cloudwatch,
+    }
 
     async def healthz(_req: Request, send: Send) -> None:
         await send_response(send, 200, b'{"status":"ok"}', [(b"content-type", b"application/json")])
 
-    routes = [Route("GET", "/healthz", healthz), Route("GET", "/ping", healthz)]
+    async def prometheus(_req: Request, send: Send) -> None:
+        await send_response(
+            send, 200, metrics.prometheus_text(), [(b"content-type", PROMETHEUS_CONTENT_TYPE)]
+        )
+
+    routes = [
+        Route("GET", "/healthz", healthz),
+        Route("GET", "/ping", healthz),
+        Route("GET", "/metrics", prometheus),
+        Route("POST", "/service/GraniteServiceVersion20100801/operation/", metrics.handle_cbor, prefix=True),
+        Route("POST", "/", metrics.handle_query),
+    ]
     server: Server
 
     background: set[asyncio.Task[None]] = set()
 
     async def startup() -> None:
+        await metrics.start()
         await controller.start()
         for hook in server.after_start:
             task = asyncio.create_task(hook())
@@ -114,6 +135,7 @@ def build(settings: Settings) -> Server:
 
     async def shutdown() -> None:
         await controller.stop()
+        await metrics.stop()
         await client.close()
         engine.dispose()
 
