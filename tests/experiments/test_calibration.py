@@ -8,7 +8,6 @@ winner. The figures are printed (``pytest -s``) for the record.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from modelgate.experiments.analysis import design_of, summarize
 from modelgate.experiments.entities import Experiment, ExperimentParams, Strategy, VariantCounts, VariantSpec
@@ -24,7 +23,7 @@ def _experiment() -> Experiment:
     return Experiment(1, "ep", params, (VariantSpec("A", 1.0), VariantSpec("B", 1.0)), created_at=0.0)
 
 
-def _run(experiment: Experiment, successes: np.ndarray) -> Verdict:
+def _run(experiment: Experiment, successes: np.ndarray, check_summary: bool) -> Verdict:
     """successes[r, v]: cumulative conversions of variant v after read r."""
     design = design_of(experiment)
     looks: list[Look] = []
@@ -40,8 +39,8 @@ def _run(experiment: Experiment, successes: np.ndarray) -> Verdict:
         _, verdict = evaluate(design, experiment.control, ["B"], looks, rates)
         if verdict.kind == "winner":
             break
-    # The full /stats answer agrees with the loop's verdict.
-    assert summarize(experiment, counts, looks).verdict == verdict
+    if check_summary:  # the full /stats answer agrees with the loop's verdict
+        assert summarize(experiment, counts, looks).verdict == verdict
     return verdict
 
 
@@ -53,7 +52,7 @@ def simulate(rates: tuple[float, float], experiments: int, seed: int) -> dict[st
     experiment = _experiment()
     named = {"A": 0, "B": 0, "none": 0}
     for i in range(experiments):
-        verdict = _run(experiment, cumulative[i])
+        verdict = _run(experiment, cumulative[i], check_summary=experiments <= EXPERIMENTS)
         named[verdict.variant if verdict.kind == "winner" and verdict.variant else "none"] += 1
     return {k: v / experiments for k, v in named.items()}
 
@@ -78,9 +77,8 @@ def test_better_control_is_named_in_80_percent_and_the_challenger_never() -> Non
     assert result["B"] == 0.0
 
 
-@pytest.mark.slow
 def test_error_rates_over_many_experiments_match_the_design() -> None:
-    """With 2,000 experiments each rate is known to about +-1 point: size close to alpha, power 84%."""
+    """With 2,000 experiments each rate is known to about +-1 point: size close to alpha, power near 84%."""
     alpha = ExperimentParams().alpha
     aa = simulate((0.30, 0.30), 2_000, seed=704)
     ab = simulate((0.30, 0.33), 2_000, seed=705)

@@ -10,6 +10,7 @@ Modules, from the pure core outwards:
 - ``store`` / ``sqlstore``: experiments, folded counts and looks; the SQLAlchemy implementations.
 - ``events`` / ``sinks``: the JSON-lines event log, its buffer and filter; directory and S3 sinks.
 - ``aggregator``: folds event files into counts exactly once and takes the sequential looks.
+- ``pipeline``: the background task that flushes the buffer and runs the aggregator.
 - ``ports``: the Protocols the gateway implements (Invoker, EndpointCatalog, MetricsPublisher).
 - ``service``: invoke, convert, stats, register, promote (the anchor's API semantics).
 - ``http``: Starlette routes over the service.
