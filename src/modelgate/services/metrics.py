@@ -47,9 +47,11 @@ def align_start(start: float, period: int) -> int:
 
 
 class MetricsService:
-    def __init__(self, store: MetricStore, clock: Clock) -> None:
+    def __init__(self, store: MetricStore, clock: Clock, before_read: Callable[[], object] | None = None) -> None:
         self.store = store
         self.clock = clock
+        # Run before every read, so reads see all recorded samples (the metrics system drains the recorder).
+        self.before_read: Callable[[], object] = before_read or (lambda: None)
 
     # --- PutMetricData ----------------------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class MetricsService:
                 "The parameter Period must be 1, 5, 10, 20, 30, 60 or a multiple of 60."
             )
         first = align_start(start, period)
+        self.before_read()
         if first >= end:
             raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
         requested = math.ceil((end - first) / period)
@@ -153,6 +156,7 @@ class MetricsService:
         if start >= end:
             raise CloudWatchValidation("The parameter EndTime must be greater than StartTime.")
         expressions = check_queries(queries, "MetricDataQueries")
+        self.before_read()
         period = default_period(queries)
         first = align_start(start, period)
         resolve = self._resolver(queries, expressions, first, math.ceil(end), period, align=True)
@@ -220,6 +224,7 @@ class MetricsService:
             if not next_token.isdigit():
                 raise InvalidParameterValue("Request parameter NextToken is invalid")
             offset = int(next_token)
+        self.before_read()
         since = self.clock.now() - HIGH_RES_RETENTION if recently_active else None
         found = []
         for m in self.store.metrics():

@@ -83,7 +83,7 @@ class MetricsSystem:
         self.store = MetricStore()
         self.persistence = MetricPersistence(engine)
         self.recorder = InvocationRecorder(self.store, clock)
-        self.metrics = MetricsService(self.store, clock)
+        self.metrics = MetricsService(self.store, clock, before_read=self.recorder.drain)
         self.alarms = AlarmService(self.metrics, AlarmRepository(engine), clock, account_id, region)
         self.notifier = Notifier(
             poster or AiohttpPoster(),
