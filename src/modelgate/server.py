@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import uvicorn
 
+from modelgate.ab_gateway import Experiments, default_events_url
 from modelgate.api.app import App, Route
 from modelgate.api.awsjson import JsonRpcService
 from modelgate.api.http import Request, Send, send_response
@@ -23,6 +24,7 @@ from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.controllers.fleets import FleetManager
 from modelgate.domain.arns import ArnBuilder
+from modelgate.experiments.events import EventFilter
 from modelgate.routing.router import Router
 from modelgate.routing.table import RoutingTable
 from modelgate.runtime.client import InstanceClient
@@ -76,7 +78,10 @@ def build(settings: Settings) -> Server:
     client = InstanceClient(settings.invocation_timeout_seconds)
     controller_ref: list[EndpointController] = []
     metrics = MetricsSystem(
-        engine, clock, lambda: controller_ref[0].instances() if controller_ref else [], settings.account_id,
+        engine,
+        clock,
+        lambda: controller_ref[0].instances() if controller_ref else [],
+        settings.account_id,
         settings.region,
     )
     router = Router(table, client, metrics.recorder, settings.account_id, arns.log_stream(""))
@@ -101,6 +106,11 @@ def build(settings: Settings) -> Server:
     )
     controller_ref.append(controller)
     control = ControlPlane(repo, controller, arns, clock)
+    experiments = Experiments(
+        engine, router, control, controller, metrics.metrics, clock,
+        settings.ab_events_url or default_events_url(data), settings.ab_flush_seconds, settings.ab_flush_bytes,
+        EventFilter.from_config(settings.ab_filter_source_ips, settings.ab_filter_user_agents),
+    )  # fmt: skip
     json_services: dict[str, JsonRpcService] = {
         "SageMaker": build_sagemaker(control),
         "GraniteServiceVersion20100801": metrics.cloudwatch,
@@ -110,9 +120,7 @@ def build(settings: Settings) -> Server:
         await send_response(send, 200, b'{"status":"ok"}', [(b"content-type", b"application/json")])
 
     async def prometheus(_req: Request, send: Send) -> None:
-        await send_response(
-            send, 200, metrics.prometheus_text(), [(b"content-type", PROMETHEUS_CONTENT_TYPE)]
-        )
+        await send_response(send, 200, metrics.prometheus_text(), [(b"content-type", PROMETHEUS_CONTENT_TYPE)])
 
     routes = [
         Route("GET", "/healthz", healthz),
@@ -128,12 +136,14 @@ def build(settings: Settings) -> Server:
     async def startup() -> None:
         await metrics.start()
         await controller.start()
+        await experiments.start()
         for hook in server.after_start:
             task = asyncio.create_task(hook())
             background.add(task)
             task.add_done_callback(background.discard)
 
     async def shutdown() -> None:
+        await experiments.stop()
         await controller.stop()
         await metrics.stop()
         await client.close()
@@ -145,6 +155,7 @@ def build(settings: Settings) -> Server:
         routes,
         settings.max_control_body_bytes,
         on_startup=startup,
+        mounts=dict.fromkeys(experiments.paths, experiments.asgi),
         on_shutdown=shutdown,
     )
     server = Server(settings, app, control, controller, client)
@@ -172,9 +183,7 @@ def serve(settings: Settings) -> None:
             log_level="info",
             timeout_graceful_shutdown=10,
         )
-        log.info(
-            "modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir
-        )
+        log.info("modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         uvicorn.Server(config).run()
     finally:
         lock.close()

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     max_startup_health_timeout_seconds: float | None = Field(default=None, gt=0)
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     allow_pip_install: bool = False
+    # A/B experiments: where events go (a directory or s3://bucket/prefix; default <data_dir>/ab-events),
+    # how often they are flushed, and which sources are dropped before they count.
+    ab_events_url: str | None = None
+    ab_flush_seconds: float = Field(default=60.0, gt=0)
+    ab_flush_bytes: int = Field(default=1024 * 1024, gt=0)
+    ab_filter_source_ips: list[str] = Field(default_factory=list)
+    ab_filter_user_agents: list[str] = Field(default_factory=list)
     demo: bool = False
 
     @field_validator("data_dir")

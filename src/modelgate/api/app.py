@@ -31,6 +31,7 @@ from modelgate.errors import ModelgateError, RequestTooLarge, UnknownOperation
 log = logging.getLogger(__name__)
 
 RouteHandler = Callable[[Request, Send], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class App:
         max_body_bytes: int,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        mounts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.runtime = runtime
         self.json_services = json_services
@@ -57,6 +59,8 @@ class App:
         self.max_body = max_body_bytes
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
+        # Exact paths served by another ASGI app (the A/B experiments API).
+        self.mounts = mounts or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -67,6 +71,10 @@ class App:
                 if len(parts) == 4:
                     await self.runtime.handle(scope, receive, send, parts[2], parts[3])
                     return
+            mounted = self.mounts.get(path)
+            if mounted is not None:
+                await mounted(scope, receive, send)
+                return
             await self._other(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -75,9 +83,7 @@ class App:
         method = scope["method"]
         path = scope["path"]
         try:
-            body = await read_body(
-                receive, self.max_body, f"The request body is larger than {self.max_body} bytes."
-            )
+            body = await read_body(receive, self.max_body, f"The request body is larger than {self.max_body} bytes.")
         except RequestTooLarge as exc:
             await send_json(send, 413, {"__type": exc.code, "message": exc.message}, b"application/json")
             return
@@ -89,9 +95,7 @@ class App:
             if service is not None:
                 await service.handle(request, send, operation)
                 return
-            exc2: ModelgateError = UnknownOperation(
-                f"X-Amz-Target {target} is not a service modelgate serves."
-            )
+            exc2: ModelgateError = UnknownOperation(f"X-Amz-Target {target} is not a service modelgate serves.")
             await send_json(
                 send,
                 400,
@@ -101,9 +105,7 @@ class App:
             )
             return
         for route in self.routes:
-            if route.method == method and (
-                path == route.path or (route.prefix and path.startswith(route.path))
-            ):
+            if route.method == method and (path == route.path or (route.prefix and path.startswith(route.path))):
                 await route.handler(request, send)
                 return
         await send_response(send, 404, b'{"message":"Not Found"}', [(b"content-type", b"application/json")])

@@ -1,0 +1,106 @@
+"""A/B experiments through the running server: the anchor's REST API over a tagged endpoint."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ServerProcess, deploy_echo
+
+
+class Api:
+    def __init__(self, server: ServerProcess) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+
+    def post(self, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.conn.request("POST", path, json.dumps(payload), {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+
+
+def _tagged(sm: Any, name: str, strategy: str) -> None:
+    arn = sm.describe_endpoint(EndpointName=name)["EndpointArn"]
+    sm.add_tags(
+        ResourceArn=arn,
+        Tags=[{"Key": "ab-testing:enabled", "Value": "true"}, {"Key": "ab-testing:strategy", "Value": strategy}],
+    )
+
+
+def _wait_registered(api: Api, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = api.post("/stats", {"endpoint_name": name})
+        if status == 200:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not registered: {status} {body}")
+        time.sleep(0.2)
+
+
+def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_AB_FLUSH_SECONDS="1")
+    sm = server.client("sagemaker")
+    deploy_echo(sm, echo_image, "ab", [("A", 1.0, 1), ("B", 1.0, 1)])
+    _tagged(sm, "ab", "ThompsonSampling")
+    # The tag was added after InService: registration happens on an explicit call.
+    api = Api(server)
+    status, body = api.post("/register", {"endpoint_name": "ab"})
+    assert status in (200, 201), body
+    status, first = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "1,2",
+                                              "content_type": "text/csv"})
+    assert status == 201, first
+    assert first["endpoint_variant"] in ("A", "B")
+    status, again = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "3",
+                                              "content_type": "text/csv"})
+    assert status == 200 and again["endpoint_variant"] == first["endpoint_variant"]
+    status, manual = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u2", "data": "x",
+                                               "content_type": "text/csv", "endpoint_variant": "B"})
+    assert status == 202 and manual["endpoint_variant"] == "B"
+    status, conv = api.post("/conversion", {"endpoint_name": "ab", "user_id": "u1", "reward": 1})
+    assert status in (200, 201, 202), conv
+    status, err = api.post("/conversion", {"endpoint_name": "ab", "user_id": "u1", "reward": 7})
+    assert status == 400 and err["code"] and "reward" in err["message"].lower()
+    status, err = api.post("/invocation", {"endpoint_name": "nope", "user_id": "u1", "data": "x"})
+    assert status >= 400 and "code" in err and "message" in err
+    deadline = time.monotonic() + 15
+    while True:
+        _, stats = api.post("/stats", {"endpoint_name": "ab"})
+        text = json.dumps(stats)
+        if '"invocation_count": 0' not in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert "verdict" in text
+
+
+@pytest.mark.slow
+def test_thompson_sampling_finds_the_best_variant(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_AB_FLUSH_SECONDS="1")
+    sm = server.client("sagemaker")
+    deploy_echo(sm, echo_image, "bandit", [("low", 1.0, 1), ("high", 1.0, 1), ("mid", 1.0, 1)])
+    _tagged(sm, "bandit", "ThompsonSampling")
+    api = Api(server)
+    api.post("/register", {"endpoint_name": "bandit"})
+    rates = {"low": 0.3, "high": 0.7, "mid": 0.5}
+    rng = random.Random(42)
+    served: list[str] = []
+    for i in range(5000):
+        user = f"user-{i}"
+        status, body = api.post("/invocation", {"endpoint_name": "bandit", "user_id": user, "data": "1",
+                                                 "content_type": "text/csv"})
+        assert status in (200, 201), body
+        variant = body["endpoint_variant"]
+        served.append(variant)
+        if rng.random() < rates[variant]:
+            status, body = api.post("/conversion", {"endpoint_name": "bandit", "user_id": user,
+                                                     "inference_id": body["inference_id"]})
+            assert status < 300, body
+        if i % 250 == 249:
+            time.sleep(1.2)  # let the 1 s flush and fold catch up, as real traffic spread over time would
+    last = Counter(served[-1000:])
+    assert last["high"] >= 850, last
