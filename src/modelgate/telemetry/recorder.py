@@ -25,14 +25,28 @@ recorded: they have no VariantName.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from modelgate.clock import Clock
+from modelgate.clock import Clock, SystemClock
 from modelgate.telemetry.model import SAGEMAKER_NAMESPACE, MetricId
 from modelgate.telemetry.store import MetricStore, Series
 
 _Pending = tuple[float, str, str, int, float, float, int]
+
+
+class _Batch:
+    __slots__ = ("count", "e4xx", "e5xx", "model", "overhead", "per_instance")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.e4xx = 0
+        self.e5xx = 0
+        self.per_instance = 0.0
+        self.model: list[float] = []
+        self.overhead: list[float] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +64,8 @@ class InvocationRecorder:
 
     def __init__(self, store: MetricStore, clock: Clock, max_pending: int = 1_000_000) -> None:
         self._store = store
-        self._now = clock.now
+        # The system clock's reading without a Python-level call in between: ~60 ns less per request.
+        self._now: Callable[[], float] = time.time if isinstance(clock, SystemClock) else clock.now
         self._pending: deque[_Pending] = deque()
         self._limit = max_pending
         self._variants: dict[tuple[str, str], _VariantSeries] = {}
@@ -77,22 +92,44 @@ class InvocationRecorder:
         return len(self._pending)
 
     def drain(self) -> int:
-        """Fold every queued sample into the store; return how many."""
+        """Fold every queued sample into the store; return how many.
+
+        Samples are grouped per variant and second first, so the counters go in as one weighted value
+        and each latency's sketch key is computed once for both tiers.
+        """
         pending = self._pending
         n = len(pending)
         pop = pending.popleft
-        add = self._store.add
+        batches: dict[tuple[str, str, int], _Batch] = {}
         for _ in range(n):
             ts, endpoint, variant, status, model_us, overhead_us, instances = pop()
-            v = self._variants.get((endpoint, variant)) or self._variant(endpoint, variant)
-            add(v.invocations, ts, 1.0)
-            add(v.e4xx, ts, 1.0 if 400 <= status < 500 else 0.0)
-            add(v.e5xx, ts, 1.0 if status >= 500 else 0.0)
-            add(v.per_instance, ts, 1.0 / instances if instances > 0 else 1.0)
+            key = (endpoint, variant, int(ts))
+            b = batches.get(key)
+            if b is None:
+                b = batches[key] = _Batch()
+            b.count += 1
+            if status >= 400:
+                if status >= 500:
+                    b.e5xx += 1
+                else:
+                    b.e4xx += 1
+            b.per_instance += 1.0 / instances if instances > 0 else 1.0
             if model_us >= 0.0:
-                add(v.model_latency, ts, model_us)
+                b.model.append(model_us)
             if overhead_us >= 0.0:
-                add(v.overhead_latency, ts, overhead_us)
+                b.overhead.append(overhead_us)
+        store = self._store
+        for (endpoint, variant, sec), b in batches.items():
+            v = self._variants.get((endpoint, variant)) or self._variant(endpoint, variant)
+            store.add(v.invocations, sec, 1.0, b.count)
+            for series, errors in ((v.e4xx, b.e4xx), (v.e5xx, b.e5xx)):
+                if errors:
+                    store.add(series, sec, 1.0, errors)
+                if errors < b.count:
+                    store.add(series, sec, 0.0, b.count - errors)
+            store.add(v.per_instance, sec, b.per_instance / b.count, b.count)
+            store.add_values(v.model_latency, sec, b.model)
+            store.add_values(v.overhead_latency, sec, b.overhead)
         return n
 
     def _variant(self, endpoint: str, variant: str) -> _VariantSeries:

@@ -107,6 +107,29 @@ class MetricStore:
         if ts > s.last_ts:
             s.last_ts = ts
 
+    def add_values(self, s: Series, ts: float, values: list[float]) -> None:
+        """Several samples of one second at once: the sketch keys are computed once, then merged per tier."""
+        if not values:
+            return
+        batch = Agg()
+        for v in values:
+            batch.add(v)
+        sec = int(ts)
+        tiers = [(s.lo, s.dirty_lo, sec - sec % 60)]
+        if s.high_res:
+            tiers.append((s.hi, s.dirty_hi, sec))
+        for tier, dirty, key in tiers:
+            agg = tier.get(key)
+            if agg is None:
+                tier[key] = batch.copy()
+            else:
+                agg.merge(batch)
+            dirty.add(key)
+        s.total_count += batch.count
+        s.total_sum += batch.sum
+        if ts > s.last_ts:
+            s.last_ts = ts
+
     def add_stats(self, s: Series, ts: float, count: float, total: float, minimum: float, maximum: float) -> None:
         sec = int(ts)
         tiers = [(s.lo, s.dirty_lo, sec - sec % 60)]
