@@ -9,7 +9,8 @@ Modules, from the outside in:
 
 - ``__main__``: command line, thread-count defaults, load-or-fail, serve
 - ``settings``: the SageMaker environment variables, read once
-- ``server``: raw ASGI app on uvicorn (``/ping``, ``/invocations``, 404 ``{}``, 413)
+- ``server``: binds and runs a front end: ``http1`` (default: asyncio protocol, httptools, uvloop)
+  or ``asgi`` (raw ASGI callable on uvicorn); ``routes``: ``/ping``, ``/invocations``, 404 ``{}``, 413
 - ``scheduling``: event loop or worker thread for each prediction (``SAGEMAKER_MODEL_SERVER_WORKERS``)
 - ``protocol``: ``Invocation`` -> handler -> ``Reply``; ``errors``: status-carrying errors, failure lines
 - XGBoost algorithm mode: ``xgb_algorithm`` (status table, content types), ``xgb_model`` (model files,

@@ -34,9 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     framework = args[0]
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from modelgate.containers.errors import LoadFailure, describe
     from modelgate.containers.protocol import Handler
@@ -53,9 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from modelgate.containers.xgb_algorithm import XGBoostAlgorithmHandler
             from modelgate.containers.xgb_model import load_model
 
-            handler = XGBoostAlgorithmHandler(
-                load_model(settings.model_dir, ensemble=settings.ensemble), settings
-            )
+            handler = XGBoostAlgorithmHandler(load_model(settings.model_dir, ensemble=settings.ensemble), settings)
         else:
             raise LoadFailure(
                 "The scikit-learn container needs an inference script: set SAGEMAKER_PROGRAM "
@@ -73,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Serving %s on 127.0.0.1:%d with %d worker(s)", framework, settings.port, settings.workers
     )
     try:
-        serve(handler, settings.port, settings.workers, settings.max_content_length)
+        serve(handler, settings.port, settings.workers, settings.max_content_length, settings.front_end)
     except LoadFailure as exc:
         return _fail(exc.reason)
     return 0

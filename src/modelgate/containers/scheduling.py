@@ -44,8 +44,18 @@ class Invoker:
         self.cost = float(handler.initial_cost_estimate)
 
     async def invoke(self, request: Invocation) -> Reply:
+        reply = self.try_inline(request)
+        if reply is None:
+            reply = await self.in_pool(request)
+        return reply
+
+    def try_inline(self, request: Invocation) -> Reply | None:
+        """The reply when the call ran right here on the event loop, None when it belongs on the pool."""
         if run_inline(self.in_flight, len(request.body), self.cost):
             return self._timed(request)
+        return None
+
+    async def in_pool(self, request: Invocation) -> Reply:
         self.in_flight += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, self._timed, request)
@@ -57,9 +67,7 @@ class Invoker:
         try:
             return self.handler.invoke(request)
         except InvocationError as exc:
-            return Reply(
-                exc.status, exc.message.encode("utf-8"), "text/plain; charset=utf-8" if exc.message else None
-            )
+            return Reply(exc.status, exc.message.encode("utf-8"), "text/plain; charset=utf-8" if exc.message else None)
         except Exception as exc:  # a handler bug: still one line, never a traceback page
             log.exception("Unhandled error in the model handler")
             return Reply(500, describe(exc).encode("utf-8"), "text/plain; charset=utf-8")

@@ -77,9 +77,7 @@ def sklearn_input_fn(input_data: str | bytes, content_type: str) -> Any:
     if content_type == JSON:
         return np.array(json.loads(_text(input_data))).astype(np.float32)
     if content_type == CSV:
-        reader = csv.reader(
-            io.StringIO(_text(input_data)), delimiter=",", quotechar='"', doublequote=True, strict=True
-        )
+        reader = csv.reader(io.StringIO(_text(input_data)), delimiter=",", quotechar='"', doublequote=True, strict=True)
         return np.array(list(reader)).squeeze().astype(np.float32)
     if content_type == NPY:
         return np.load(io.BytesIO(_raw(input_data)), allow_pickle=False)

@@ -126,14 +126,10 @@ def install_requirements(requirements: Path, settings: ContainerSettings) -> Pat
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise LoadFailure(
-            f"pip install -r {requirements} did not finish in {PIP_TIMEOUT_SECONDS} s"
-        ) from None
+        raise LoadFailure(f"pip install -r {requirements} did not finish in {PIP_TIMEOUT_SECONDS} s") from None
     if done.returncode != 0:
         tail = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()][-3:]
-        raise LoadFailure(
-            f"pip install -r {requirements} failed (exit {done.returncode}): {one_line(' '.join(tail))}"
-        )
+        raise LoadFailure(f"pip install -r {requirements} failed (exit {done.returncode}): {one_line(' '.join(tail))}")
     (staging / ".complete").write_text("ok\n")
     try:
         os.replace(staging, target)

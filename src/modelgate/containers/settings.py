@@ -32,6 +32,7 @@ class ContainerSettings:
     max_content_length: int
     allow_pip_install: bool  # MODELGATE_ALLOW_PIP_INSTALL
     deps_dir: Path | None  # MODELGATE_DEPS_DIR: where requirements are installed, if set
+    front_end: str  # MODELGATE_CONTAINER_HTTP: "httptools" (default) or "uvicorn"
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> ContainerSettings:
@@ -52,9 +53,9 @@ class ContainerSettings:
                 _int(e, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, low=1, high=2**40),
                 MAX_CONTENT_LENGTH_CAP,
             ),
-            allow_pip_install=e.get("MODELGATE_ALLOW_PIP_INSTALL", "false").strip().lower()
-            in ("1", "true", "yes"),
+            allow_pip_install=e.get("MODELGATE_ALLOW_PIP_INSTALL", "false").strip().lower() in ("1", "true", "yes"),
             deps_dir=Path(deps) if deps else None,
+            front_end=(e.get("MODELGATE_CONTAINER_HTTP") or "httptools").strip().lower(),
         )
 
 

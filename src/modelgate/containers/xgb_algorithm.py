@@ -81,8 +81,7 @@ def parse_body(kind: Kind, body: bytes) -> payloads.Features:
                 f"recordio-protobuf format: {type(exc)} {exc}"
             ) from None
         raise UnsupportedMediaType(
-            f"Loading {kind} data failed with Exception, please ensure data is in {kind} format:\n"
-            f" {type(exc)}\n {exc}"
+            f"Loading {kind} data failed with Exception, please ensure data is in {kind} format:\n {type(exc)}\n {exc}"
         ) from None
 
 
@@ -96,8 +95,7 @@ def check_feature_count(kind: Kind, data_columns: int, model_features: int) -> N
             )
     elif not (x == y or x == y + 1):
         raise ValueError(
-            f"Feature size of {kind} inference data {y} is not consistent with feature size of "
-            f"trained model {x}."
+            f"Feature size of {kind} inference data {y} is not consistent with feature size of trained model {x}."
         )
 
 
@@ -109,9 +107,7 @@ class XGBoostAlgorithmHandler:
         self.default_accept = settings.default_accept or xgb_outputs.CSV
         self.batch = settings.batch
         self.keys = (
-            xgb_outputs.selected_keys(settings.inference_output)
-            if settings.inference_output is not None
-            else None
+            xgb_outputs.selected_keys(settings.inference_output) if settings.inference_output is not None else None
         )
         self.max_payload_mb = settings.max_content_length // (1024 * 1024)
         self._kinds: dict[str | None, Kind] = {}

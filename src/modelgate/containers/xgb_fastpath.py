@@ -61,39 +61,43 @@ def _c_api_predictor(booster: Any, iteration_end: int) -> DensePredict:
         }
     ).encode()
     handle = booster.handle
-    local = threading.local()  # each thread its own proxy: XGBoost sets the array on it per call
+    # Per thread: a proxy DMatrix (XGBoost sets the array on it per call) and the out-parameters.
+    local = threading.local()
     frombuffer = np.frombuffer
     string_at = ctypes.string_at
     byref = ctypes.byref
-    c_uint64_p = ctypes.POINTER(ctypes.c_uint64)
-    c_float_p = ctypes.POINTER(ctypes.c_float)
 
-    def new_proxy() -> ctypes.c_void_p:
+    def thread_state() -> tuple[Any, ...]:
         proxy = ctypes.c_void_p()
-        check(lib.XGProxyDMatrixCreate(ctypes.byref(proxy)))
-        local.proxy = proxy
-        return proxy
+        check(lib.XGProxyDMatrixCreate(byref(proxy)))
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        state = (proxy, shape, dims, preds, byref(shape), byref(dims), byref(preds))
+        local.state = state
+        return state
 
     def predict(data: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        proxy = getattr(local, "proxy", None) or new_proxy()
+        proxy, shape, dims, preds, shape_ref, dims_ref, preds_ref = getattr(local, "state", None) or thread_state()
         if data.dtype != np.float32 or not data.flags.c_contiguous:
             data = np.ascontiguousarray(data, dtype=np.float32)
         rows, cols = data.shape
         interface = (
-            f'{{"data":[{data.ctypes.data},true],"shape":[{rows},{cols}],'
-            f'"strides":null,"typestr":"<f4","version":3}}'
+            f'{{"data":[{data.ctypes.data},true],"shape":[{rows},{cols}],"strides":null,"typestr":"<f4","version":3}}'
         ).encode()
-        shape = c_uint64_p()
-        dims = ctypes.c_uint64()
-        preds = c_float_p()
-        check(fn(handle, interface, config, proxy, byref(shape), byref(dims), byref(preds)))
-        out_shape = tuple(int(shape[i]) for i in range(dims.value))
-        size = 1
-        for extent in out_shape:
-            size *= extent
+        check(fn(handle, interface, config, proxy, shape_ref, dims_ref, preds_ref))
+        if dims.value == 1:
+            out_shape: tuple[int, ...] = (shape[0],)
+            size = shape[0]
+        else:
+            out_shape = tuple(int(shape[i]) for i in range(dims.value))
+            size = 1
+            for extent in out_shape:
+                size *= extent
         if size == 0:
             return np.zeros(out_shape, dtype=np.float32)
-        return frombuffer(string_at(preds, size * 4), dtype=np.float32).reshape(out_shape)
+        out = frombuffer(string_at(preds, size * 4), dtype=np.float32)
+        return out if dims.value == 1 else out.reshape(out_shape)
 
     return predict
 

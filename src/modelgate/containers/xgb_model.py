@@ -43,7 +43,7 @@ class LoadedBooster:
     iteration_end: int  # 0 = all trees
     predict_dense: DensePredict
 
-    def predict(self, features: Features, num_features: int) -> npt.NDArray[np.float32]:
+    def predict(self, features: Features) -> npt.NDArray[np.float32]:
         if isinstance(features, np.ndarray):
             return self.predict_dense(features)
         out = self.booster.inplace_predict(
@@ -65,8 +65,10 @@ class XGBoostModel:
         return self.boosters[0].pickled
 
     def predict(self, features: Features) -> npt.NDArray[np.float32]:
+        if len(self.boosters) == 1 and isinstance(features, np.ndarray) and features.shape[1] == self.num_features:
+            return self.boosters[0].predict_dense(features)  # the common case, without detours
         features = self._fit_width(features)
-        preds = [b.predict(features, self.num_features) for b in self.boosters]
+        preds = [b.predict(features) for b in self.boosters]
         if len(preds) == 1:
             return preds[0]
         stacked = np.stack(preds)
@@ -79,8 +81,7 @@ class XGBoostModel:
         rows, cols = features.shape
         if cols > self.num_features:
             raise ValueError(
-                f"Number of columns does not match number of features in booster "
-                f"({self.num_features} vs. {cols})."
+                f"Number of columns does not match number of features in booster ({self.num_features} vs. {cols})."
             )
         if cols == self.num_features:
             return features
@@ -88,9 +89,7 @@ class XGBoostModel:
             padded = np.full((rows, self.num_features), np.nan, dtype=np.float32)
             padded[:, :cols] = features
             return padded
-        wide = sparse.csr_matrix(
-            (features.data, features.indices, features.indptr), shape=(rows, self.num_features)
-        )
+        wide = sparse.csr_matrix((features.data, features.indices, features.indptr), shape=(rows, self.num_features))
         return wide
 
 
@@ -140,9 +139,7 @@ def load_booster(path: Path) -> tuple[Any, bool]:
         return obj, True
     if hasattr(obj, "get_booster"):  # a pickled scikit-learn wrapper (XGBClassifier, ...)
         return obj.get_booster(), True
-    raise LoadFailure(
-        f"Model at {path} cannot be loaded: the pickle holds a {type(obj).__name__}, not a Booster"
-    )
+    raise LoadFailure(f"Model at {path} cannot be loaded: the pickle holds a {type(obj).__name__}, not a Booster")
 
 
 def load_model(model_dir: Path, *, ensemble: bool) -> XGBoostModel:
@@ -167,9 +164,7 @@ def load_model(model_dir: Path, *, ensemble: bool) -> XGBoostModel:
             first_config, num_features = config, features
         iteration_end = _iteration_end(booster, config)
         loaded.append(
-            LoadedBooster(
-                path, booster, pickled, iteration_end, fast_predictor(booster, features, iteration_end)
-            )
+            LoadedBooster(path, booster, pickled, iteration_end, fast_predictor(booster, features, iteration_end))
         )
     learner = first_config.get("learner", {})
     return XGBoostModel(

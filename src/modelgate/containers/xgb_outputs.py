@@ -95,9 +95,7 @@ def _as_list(value: Any) -> list[float]:
 # ------------------------------------------------------------------------------------ selectable output
 
 
-def select(
-    preds: npt.NDArray[np.float32], keys: Sequence[str], objective: str, num_class: str
-) -> list[dict[str, Any]]:
+def select(preds: npt.NDArray[np.float32], keys: Sequence[str], objective: str, num_class: str) -> list[dict[str, Any]]:
     """Per row, the requested keys, computed the way the containers compute them."""
     if objective not in VALID_KEYS:
         raise ValueError(f"Objective `{objective}` unsupported for selectable inference predictions.")
@@ -163,10 +161,7 @@ def encode_selected(rows: list[dict[str, Any]], keys: Sequence[str], accept: str
         return (text + "\n" if batch else text).encode()
     if accept == RECORDIO:
         return recordio.write_records(
-            [
-                recordio.record(label={k: recordio.float32_tensor(_as_list(v)) for k, v in row.items()})
-                for row in rows
-            ]
+            [recordio.record(label={k: recordio.float32_tensor(_as_list(v)) for k, v in row.items()}) for row in rows]
         )
     raise ValueError(f"{accept} is not an accepted content type for selectable inference output")
 
