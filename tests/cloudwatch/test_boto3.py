@@ -218,6 +218,11 @@ def test_raw_cbor_request(server: LiveServer) -> None:
     assert caught.value.code == 400
     assert caught.value.headers["x-amzn-query-error"] == "InvalidParameterValue;Sender"
     assert cbor2.loads(caught.value.read())["__type"] == "InvalidParameterValueException"
+    unknown = urllib.request.Request(server.url + "/service/GraniteServiceVersion20100801/operation/Nope",
+                                     data=cbor2.dumps({}), headers={"Content-Type": "application/cbor"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(unknown)
+    assert cbor2.loads(caught.value.read())["__type"] == "UnknownOperationException"
 
 
 def test_raw_query_request(server: LiveServer) -> None:
@@ -233,6 +238,9 @@ def test_raw_query_request(server: LiveServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(server.url + "/?Action=DescribeAlarms&MaxRecords=500")
     assert "<Code>ValidationError</Code>" in caught.value.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(server.url + "/?Action=Nope")
+    assert caught.value.code == 400 and "<Code>UnknownOperationException</Code>" in caught.value.read().decode()
 
 
 def test_prometheus_metrics(server: LiveServer) -> None:

@@ -79,6 +79,16 @@ def test_invocation_metrics() -> None:
     assert stat(store, "Invocations", "Sum", start=T0 + 6, period=1) is None
 
 
+def test_invocations_per_instance_follows_the_instance_count() -> None:
+    store = MetricStore()
+    rec = InvocationRecorder(store, FakeClock(T0))
+    for instances in (1, 2, 4, 0):
+        rec.record_invocation("ep", "blue", 200, 1.0, 1.0, instances)
+    rec.drain()
+    assert stat(store, "InvocationsPerInstance", "Sum") == 1 + 0.5 + 0.25 + 1  # 0 instances counts as 1
+    assert stat(store, "Invocations", "SampleCount") == 4.0
+
+
 def test_negative_latency_means_not_measured() -> None:
     store = MetricStore()
     rec = InvocationRecorder(store, FakeClock(T0))

@@ -122,20 +122,18 @@ class MetricsService:
         out: list[StatisticsDatapoint] = []
         for ts in sorted(buckets):
             agg, agg_unit = buckets[ts]
+            wanted = set(statistics)
             dp = StatisticsDatapoint(timestamp=float(ts), unit=agg_unit)
-            for s in statistics:
-                v = value_of(agg, s)
-                setattr(
-                    dp,
-                    {
-                        "SampleCount": "sample_count",
-                        "Average": "average",
-                        "Sum": "sum",
-                        "Minimum": "minimum",
-                        "Maximum": "maximum",
-                    }[s],
-                    v,
-                )
+            if "SampleCount" in wanted:
+                dp.sample_count = agg.count
+            if "Average" in wanted:
+                dp.average = agg.sum / agg.count
+            if "Sum" in wanted:
+                dp.sum = agg.sum
+            if "Minimum" in wanted:
+                dp.minimum = agg.min
+            if "Maximum" in wanted:
+                dp.maximum = agg.max
             for s in extended:
                 v = value_of(agg, s)
                 if v is not None:
