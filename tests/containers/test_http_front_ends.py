@@ -112,6 +112,15 @@ def test_http10_and_connection_close(front_ends: FrontEnds) -> None:
     assert b"connection: close" in answer
 
 
+def test_head_requests_get_no_body(front_ends: FrontEnds) -> None:
+    port = front_ends.by_name["http1"].port
+    answer = raw_exchange(port, b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer == (
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    )
+
+
 def test_malformed_request_is_400_and_closed(front_ends: FrontEnds) -> None:
     answer = raw_exchange(front_ends.by_name["http1"].port, b"NOT HTTP AT ALL\r\n\r\n", expect_close=True)
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -137,3 +146,15 @@ def test_sigterm_stops_the_process_cleanly(artifacts: Artifacts, containers: Con
     c.proc.send_signal(signal.SIGTERM)
     assert c.wait_exit(15) == 0
     assert c.failure_lines() == []
+
+
+def test_port_in_use_is_a_failure_line(artifacts: Artifacts, containers: ContainerFactory) -> None:
+    model_dir = artifacts.model_dir("port-in-use", {"xgboost-model": artifacts.churn_v1})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        c = containers.spawn("xgboost", model_dir, SAGEMAKER_BIND_TO_PORT=str(port))
+        assert c.wait_exit() == 1
+    (line,) = c.failure_lines()
+    assert f"Cannot listen on 127.0.0.1:{port}" in line

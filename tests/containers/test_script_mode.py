@@ -94,6 +94,16 @@ def booster_bytes(booster: xgb.Booster) -> bytes:
     return bytes(booster.save_raw("ubj"))
 
 
+def shadowing_model(root: Path) -> Path:
+    """A script named like a module the container itself uses (json)."""
+    model_dir = root / "shadowing"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "json.py").write_text(
+        "def model_fn(model_dir):\n    return 7\n\ndef predict_fn(data, model):\n    return [model, len(data)]\n"
+    )
+    return model_dir
+
+
 @dataclass
 class Scripts:
     all_four: Container
@@ -101,6 +111,7 @@ class Scripts:
     transform: Container
     raises: Container
     xgb_defaults: Container
+    shadowing: Container
     sklearn_model: LogisticRegression
     x: np.ndarray
 
@@ -123,9 +134,10 @@ def scripts(artifacts: Artifacts, module_containers: ContainerFactory) -> Script
         ("sklearn", write_model(root, "transform", TRANSFORM, {"model.pkl": pickle.dumps(clf)}), program),
         ("sklearn", write_model(root, "raises", RAISES, {}), {"SAGEMAKER_PROGRAM": "inference"}),
         ("xgboost", write_model(root, "xgb-defaults", XGB_DEFAULTS, {"model.ubj": churn}), program),
+        ("sklearn", shadowing_model(root), {"SAGEMAKER_PROGRAM": "json.py"}),
     ]
-    all_four, only_model_fn, transform, raises, xgb_defaults = module_containers.start_many(specs)
-    return Scripts(all_four, only_model_fn, transform, raises, xgb_defaults, sklearn_model=clf, x=x)
+    all_four, only_model_fn, transform, raises, xgb_defaults, shadowing = module_containers.start_many(specs)
+    return Scripts(all_four, only_model_fn, transform, raises, xgb_defaults, shadowing, sklearn_model=clf, x=x)
 
 
 def test_all_four_functions_and_custom_attributes(scripts: Scripts, artifacts: Artifacts) -> None:
@@ -193,6 +205,11 @@ def test_exception_in_predict_fn_is_500_with_its_message(scripts: Scripts) -> No
     assert r.text == "ValueError: feature 'tenure' must be positive"
     assert "Traceback" not in r.text
     assert scripts.raises.request("GET", "/ping").status == 200  # still serving
+
+
+def test_a_script_named_like_a_library_does_not_replace_it(scripts: Scripts) -> None:
+    r = scripts.shadowing.invoke("[[1, 2], [3, 4]]", content_type="application/json")
+    assert (r.status, r.body) == (200, b"[7, 2]")
 
 
 def test_xgboost_script_defaults(scripts: Scripts, artifacts: Artifacts) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from modelgate.containers import routes
+from modelgate.containers.errors import InvocationError
 from modelgate.containers.protocol import Handler, Invocation, Reply
 from modelgate.containers.routes import Route
 from modelgate.containers.scheduling import Invoker
@@ -36,7 +37,10 @@ class ContainerApp:
         elif which is Route.PING:
             reply = routes.PING
         elif which is Route.EXECUTION_PARAMETERS:
-            reply = self.handler.execution_parameters() or routes.NOT_FOUND
+            try:
+                reply = self.handler.execution_parameters() or routes.NOT_FOUND
+            except InvocationError as exc:
+                reply = Reply(exc.status, exc.message.encode(), "text/plain; charset=utf-8")
         else:
             reply = routes.NOT_FOUND
         if reply is not None:

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -126,14 +127,17 @@ def install_requirements(requirements: Path, settings: ContainerSettings) -> Pat
             check=False,
         )
     except subprocess.TimeoutExpired:
+        shutil.rmtree(staging, ignore_errors=True)
         raise LoadFailure(f"pip install -r {requirements} did not finish in {PIP_TIMEOUT_SECONDS} s") from None
     if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
         tail = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()][-3:]
         raise LoadFailure(f"pip install -r {requirements} failed (exit {done.returncode}): {one_line(' '.join(tail))}")
     (staging / ".complete").write_text("ok\n")
     try:
         os.replace(staging, target)
     except OSError:  # another instance finished first: use its copy
+        shutil.rmtree(staging, ignore_errors=True)
         if not (target / ".complete").is_file():
             raise
     return target
@@ -150,6 +154,8 @@ def import_script(path: Path, settings: ContainerSettings) -> ModuleType:
         installed = True
     sys.path.insert(0, str(path.parent))
     module_name = path.stem
+    if module_name in sys.modules:  # e.g. a script named xgboost.py must not replace the library
+        module_name = f"modelgate_user_script_{module_name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise LoadFailure(f"{path} cannot be imported as a Python module")
