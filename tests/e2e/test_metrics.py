@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 import time
 import urllib.request
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
+import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import ServerProcess, deploy_echo
+from tests.e2e.conftest import ServerProcess, deploy_echo, free_port
 
 
 def _sum(cw: Any, name: str, variant: str, metric: str) -> float:
@@ -45,3 +49,67 @@ def test_invocations_and_errors_per_variant(server: ServerProcess, echo_image: s
     with urllib.request.urlopen(server.url + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert "metered" in text
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length", "0"))
+        _Hook.received.append(json.loads(self.rfile.read(n)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def _state(cw: Any, name: str) -> str:
+    return str(cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+
+@pytest.mark.slow
+def test_alarm_on_5xx_goes_alarm_then_ok_with_history_and_webhook(server: ServerProcess, echo_image: str) -> None:
+    sm, rt, cw = server.client("sagemaker"), server.client("sagemaker-runtime"), server.client("cloudwatch")
+    hook = ThreadingHTTPServer(("127.0.0.1", free_port()), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    _Hook.received = []
+    try:
+        deploy_echo(sm, echo_image, "alarmed", [("A", 1.0, 1)])
+        url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+        cw.put_metric_alarm(
+            AlarmName="alarmed-5xx", Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors",
+            Dimensions=[{"Name": "EndpointName", "Value": "alarmed"}, {"Name": "VariantName", "Value": "A"}],
+            Statistic="Sum", Period=10, EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching", AlarmActions=[url], OKActions=[url],
+        )
+        assert _state(cw, "alarmed-5xx") == "INSUFFICIENT_DATA"
+        started = time.monotonic()
+        while _state(cw, "alarmed-5xx") != "ALARM":
+            with pytest.raises(ClientError):
+                rt.invoke_endpoint(EndpointName="alarmed", Body=b"status:500")
+            assert time.monotonic() - started < 10 + 10, "no ALARM within one period plus 10 s"
+            time.sleep(0.2)
+        stopped = time.monotonic()
+        while _state(cw, "alarmed-5xx") != "OK":
+            rt.invoke_endpoint(EndpointName="alarmed", Body=b"fine")
+            assert time.monotonic() - stopped < 2 * 10 + 10, "no OK after the errors stopped"
+            time.sleep(0.2)
+        history = cw.describe_alarm_history(AlarmName="alarmed-5xx", HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+        summaries = [h["HistorySummary"] for h in history]
+        assert any("to ALARM" in s for s in summaries) and any("ALARM to OK" in s for s in summaries), summaries
+        # The first evaluation may already move INSUFFICIENT_DATA -> OK (missing data is notBreaching),
+        # which is an OK notification too; what matters is ALARM, then OK after it.
+        deadline = time.monotonic() + 10
+
+        def transitions() -> list[tuple[str, str]]:
+            return [(json.loads(m["Message"])["OldStateValue"], json.loads(m["Message"])["NewStateValue"])
+                    for m in _Hook.received]
+
+        while ("ALARM", "OK") not in transitions() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = transitions()
+        assert ("ALARM", "OK") in got and got.index(("ALARM", "OK")) > [n for _, n in got].index("ALARM"), got
+    finally:
+        hook.shutdown()
