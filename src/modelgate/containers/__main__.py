@@ -34,7 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     framework = args[0]
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "").strip()  # e.g. "20" (INFO), as SageMaker's
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=int(level) if level.isdigit() else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     from modelgate.containers.errors import LoadFailure, describe
     from modelgate.containers.protocol import Handler
