@@ -4,6 +4,8 @@
     modelgate endpoints                      list endpoints with status and variants
     modelgate describe NAME                  one endpoint, as JSON
     modelgate invoke NAME [--body TEXT | --file F] [--content-type T] [--accept A] [--variant V]
+    modelgate ab-stats NAME                  the A/B experiment's answer: rates, intervals, verdict
+    modelgate ab-promote NAME [--variant V]  send all traffic to the winner (or to V)
 
 The client commands talk to a running server (``--url``, default ``http://127.0.0.1:8080`` or
 ``$MODELGATE_URL``) through boto3, with placeholder credentials when none are configured.
@@ -107,6 +109,55 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _post_json(url: str, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        url.rstrip("/") + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _cmd_ab_stats(args: argparse.Namespace) -> int:
+    status, body = _post_json(args.url, "/stats", {"endpoint_name": args.name})
+    if status >= 300:
+        print(f"modelgate: {body.get('code')}: {body.get('message')}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"experiment {body.get('experiment_id')} on {args.name} ({body.get('strategy')})")
+    print(
+        f"{'variant':<20} {'invocations':>11} {'conversions':>11} {'rate':>7}  {'95% interval':<17} "
+        f"{'P(best)':>7} {'exp. loss':>9}"
+    )
+    for v in body.get("variant_metrics", []):
+        lo, hi = v["credible_interval"]
+        print(
+            f"{v['variant_name']:<20} {v['invocation_count']:>11} {v['conversion_count']:>11} "
+            f"{v['rate']:>7.4f}  [{lo:.4f}, {hi:.4f}]  {v['prob_best']:>7.3f} {v['expected_loss']:>9.5f}"
+        )
+    print(f"verdict: {body.get('verdict')}")
+    return 0
+
+
+def _cmd_ab_promote(args: argparse.Namespace) -> int:
+    payload: dict[str, Any] = {"endpoint_name": args.name}
+    if args.variant:
+        payload["endpoint_variant"] = args.variant
+    status, body = _post_json(args.url, "/promote", payload)
+    if status >= 300:
+        print(f"modelgate: {body.get('code')}: {body.get('message')}", file=sys.stderr)
+        return 1
+    print(f"all traffic of {args.name} now goes to {body.get('endpoint_variant')} (weights {body.get('weights')})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelgate", description="SageMaker-compatible model hosting.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--variant", help="TargetVariant")
     i.add_argument("--url", default=url)
     i.set_defaults(func=_cmd_invoke)
+
+    a = sub.add_parser("ab-stats", help="the A/B experiment's answer for an endpoint")
+    a.add_argument("name")
+    a.add_argument("--json", action="store_true", help="print the raw /stats answer")
+    a.add_argument("--url", default=url)
+    a.set_defaults(func=_cmd_ab_stats)
+
+    p = sub.add_parser("ab-promote", help="send all of an endpoint's traffic to the experiment's winner")
+    p.add_argument("name")
+    p.add_argument("--variant", help="promote this variant even without a verdict")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_cmd_ab_promote)
 
     args = parser.parse_args(argv)
     try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, deploy_echo
+from tests.e2e.conftest import ServerProcess, deploy_echo, wait_in_service
 
 
 class Api:
@@ -76,6 +78,18 @@ def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> No
             break
         time.sleep(0.3)
     assert "verdict" in text
+    out = subprocess.run(
+        [sys.executable, "-m", "modelgate", "ab-stats", "ab", "--url", server.url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert "verdict: keep_running" in out.stdout and "A " in out.stdout and "B " in out.stdout, out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "modelgate", "ab-promote", "ab", "--variant", "B", "--url", server.url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    d = wait_in_service(sm, "ab")
+    assert {v["VariantName"]: v["CurrentWeight"] for v in d["ProductionVariants"]} == {"A": 0.0, "B": 1.0}
 
 
 @pytest.mark.slow
