@@ -21,9 +21,12 @@ front end                   median           p90              server CPU per req
 empty ASGI app on uvicorn   0.15-0.26 ms     0.17-0.29 ms     0.08-0.12 ms
 ==========================  ===============  ===============  ========================
 
-The median of ``http1`` was 0.23-0.25 ms in the three calmer rounds. Of its CPU per request,
-XGBoost's own per-call work (``XGBoosterPredictFromDense``: parsing the config, setting the
-device, walking the trees for their depth) is about 0.05 ms; see ``xgb_fastpath``.
+The median of ``http1`` was 0.23-0.25 ms in the three calmer rounds. Wall times follow the load
+of the machine: with a load average near 4 on the 2 vCPUs, a later run gave medians of 0.48-0.52 ms
+(``http1``, 0.29-0.30 ms CPU), 0.46-0.62 ms (uvicorn, 0.32-0.41 ms CPU) and 0.27-0.38 ms (empty
+app). Of the CPU per request of ``http1``, XGBoost's own per-call work
+(``XGBoosterPredictFromDense``: parsing the config, setting the device, walking the trees for their
+depth) is about 0.05 ms on a quiet machine; see ``xgb_fastpath``.
 """
 
 from __future__ import annotations
