@@ -103,6 +103,8 @@ def build(settings: Settings) -> Server:
         clock,
         settings.default_startup_health_timeout_seconds,
         settings.max_startup_health_timeout_seconds,
+        alarm_state=metrics.alarm_state,
+        max_rollout_seconds=settings.max_rollout_execution_seconds,
     )
     controller_ref.append(controller)
     control = ControlPlane(repo, controller, arns, clock)

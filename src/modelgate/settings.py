@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Caps ContainerStartupHealthCheckTimeoutInSeconds (whose API minimum is 60 s): for tests and impatient operators.
     max_startup_health_timeout_seconds: float | None = Field(default=None, gt=0)
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    # Caps every deployment's MaximumExecutionTimeoutInSeconds (whose API minimum is 600 s): for tests and demos.
+    max_rollout_execution_seconds: int | None = Field(default=None, gt=0)
     allow_pip_install: bool = False
     # A/B experiments: where events go (a directory or s3://bucket/prefix; default <data_dir>/ab-events),
     # how often they are flushed, and which sources are dropped before they count.

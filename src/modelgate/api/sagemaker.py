@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelgate.api.awsjson import Handler, JsonRpcService, Params, parse_wire_time, to_wire_time
+from modelgate.api.deployments import apply_view, deployment_config, update_request
+from modelgate.domain.deployments import DeploymentView
 from modelgate.domain.resources import (
     ContainerDefinition,
     Endpoint,
@@ -20,6 +22,7 @@ from modelgate.domain.resources import (
     Tag,
 )
 from modelgate.errors import ValidationException
+from modelgate.rollout.wire import to_wire
 from modelgate.services.control import ControlPlane, VariantUpdate
 from modelgate.services.listing import ListQuery, decode_token, encode_token
 
@@ -171,7 +174,7 @@ def _config_out(c: EndpointConfig) -> Params:
     return out
 
 
-def _endpoint_out(e: Endpoint) -> Params:
+def _endpoint_out(e: Endpoint, deployment: DeploymentView | None = None) -> Params:
     variants = []
     for v in e.variants:
         pv = e.config.variant(v.variant_name) if e.config else None
@@ -209,6 +212,10 @@ def _endpoint_out(e: Endpoint) -> Params:
     }
     if e.failure_reason:
         out["FailureReason"] = e.failure_reason
+    if e.deployment_config is not None:
+        out["LastDeploymentConfig"] = to_wire(e.deployment_config)
+    if deployment is not None:
+        apply_view(out, deployment)
     return out
 
 
@@ -289,15 +296,16 @@ def build(service: ControlPlane) -> JsonRpcService:
         return {}
 
     async def create_endpoint(p: Params) -> Params:
-        if "DeploymentConfig" in p:
-            raise ValidationException(
-                "DeploymentConfig (guarded deployments) is not supported by modelgate yet."
-            )
-        ep = service.create_endpoint(p["EndpointName"], p["EndpointConfigName"], _tags(p))
+        ep = service.create_endpoint(p["EndpointName"], p["EndpointConfigName"], _tags(p), deployment_config(p))
+        return {"EndpointArn": ep.arn}
+
+    async def update_endpoint(p: Params) -> Params:
+        ep = service.update_endpoint(p["EndpointName"], update_request(p))
         return {"EndpointArn": ep.arn}
 
     async def describe_endpoint(p: Params) -> Params:
-        return _endpoint_out(service.describe_endpoint(p["EndpointName"]))
+        ep = service.describe_endpoint(p["EndpointName"])
+        return _endpoint_out(ep, service.describe_deployment(ep.name))
 
     async def list_endpoints(p: Params) -> Params:
         items, token = service.list_endpoints(_list_query(p))
@@ -347,6 +355,7 @@ def build(service: ControlPlane) -> JsonRpcService:
         "DescribeEndpoint": describe_endpoint,
         "ListEndpoints": list_endpoints,
         "DeleteEndpoint": delete_endpoint,
+        "UpdateEndpoint": update_endpoint,
         "UpdateEndpointWeightsAndCapacities": update_weights,
         "AddTags": add_tags,
         "ListTags": list_tags,

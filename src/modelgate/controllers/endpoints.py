@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from modelgate.artifacts.fetch import ArtifactCache, ModelDataError
 from modelgate.clock import Clock
 from modelgate.controllers.fleets import Fleet, FleetManager, FleetSpec, InstanceFailure
+from modelgate.controllers.rollouts import RolloutController
 from modelgate.domain.resources import Endpoint, EndpointStatus, VariantState
 from modelgate.routing.table import EndpointRoute, RoutingTable, VariantRoute
 from modelgate.runtime.images import resolve_image
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DOWNLOAD_TIMEOUT = 3600.0
 SERVING = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK)
+ROUTABLE = (*SERVING, EndpointStatus.UPDATE_ROLLBACK_FAILED)  # a failed rolling rollback serves a mix
 
 
 class EndpointController:
@@ -39,6 +42,8 @@ class EndpointController:
         clock: Clock,
         default_health_timeout: float,
         max_health_timeout: float | None = None,
+        alarm_state: Callable[[str], str] | None = None,
+        max_rollout_seconds: int | None = None,
     ) -> None:
         self.repo = repo
         self.fm = fleets
@@ -50,6 +55,7 @@ class EndpointController:
         self.fleets: dict[str, dict[str, Fleet]] = {}
         self.endpoints: dict[str, Endpoint] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.rollouts = RolloutController(self, alarm_state, max_rollout_seconds)
         fleets.on_change = self.publish
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -66,8 +72,9 @@ class EndpointController:
             self.endpoints[ep.name] = ep
             if ep.status == EndpointStatus.CREATING:
                 self.submit(ep.name, self._create(ep.name))
-            elif ep.status in SERVING or ep.status == EndpointStatus.UPDATE_ROLLBACK_FAILED:
-                self.submit(ep.name, self._restore(ep.name))
+            elif ep.status in ROUTABLE:
+                resume = self.repo.get_deployment(ep.name) is not None  # an UpdateEndpoint in progress
+                self.submit(ep.name, self.rollouts.resume(ep.name) if resume else self._restore(ep.name))
             elif ep.status == EndpointStatus.DELETING:
                 self.submit(ep.name, self._delete(ep.name))
 
@@ -79,7 +86,8 @@ class EndpointController:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.gather(
-            *(self.fm.stop_all(f, drain=False) for fleets in self.fleets.values() for f in fleets.values())
+            *(self.fm.stop_all(f, drain=False) for fleets in self.fleets.values() for f in fleets.values()),
+            *(self.fm.stop_all(f, drain=False) for _, _, f in self.rollouts.green_fleets()),
         )
 
     def submit(self, name: str, work: asyncio.Future[None] | object) -> None:
@@ -116,9 +124,13 @@ class EndpointController:
     def publish(self, name: str) -> None:
         ep = self.endpoints.get(name)
         fleets = self.fleets.get(name)
-        if ep is None or fleets is None or ep.status not in SERVING:
+        if ep is None or fleets is None or ep.status not in ROUTABLE:
             return
         assert ep.config is not None
+        during_rollout = self.rollouts.routes(ep, fleets)
+        if during_rollout is not None:
+            self.table.publish(EndpointRoute(name, during_rollout))
+            return
         variants = []
         for v in ep.variants:
             fleet = fleets.get(v.variant_name)
@@ -138,7 +150,7 @@ class EndpointController:
 
     # --- operations ----------------------------------------------------------------------------
 
-    def _save(self, ep: Endpoint) -> Endpoint:
+    def save(self, ep: Endpoint) -> Endpoint:
         self.endpoints[ep.name] = ep
         self.repo.save_endpoint(ep)
         return ep
@@ -149,7 +161,7 @@ class EndpointController:
             timeout = min(timeout, self.max_health_timeout)
         return timeout
 
-    async def _fleet_for(self, ep: Endpoint, variant_name: str) -> Fleet:
+    async def fleet_for(self, ep: Endpoint, variant_name: str) -> Fleet:
         assert ep.config is not None
         pv = ep.config.variant(variant_name)
         assert pv is not None
@@ -171,14 +183,14 @@ class EndpointController:
         )
         return Fleet(id=f"{ep.name}/{variant_name}/{ep.config_name}", spec=spec, desired=0)
 
-    async def _provision(self, ep: Endpoint, counts: dict[str, int]) -> dict[str, Fleet] | str:
+    async def provision(self, ep: Endpoint, counts: dict[str, int]) -> dict[str, Fleet] | str:
         """Start every variant's fleet; all healthy, or everything stopped and a FailureReason returned."""
         fleets: dict[str, Fleet] = {}
         self.fleets[ep.name] = fleets
 
         async def one(variant: str, count: int) -> None:
             try:
-                fleet = await self._fleet_for(ep, variant)
+                fleet = await self.fleet_for(ep, variant)
             except InstanceFailure as exc:
                 raise _VariantFailure(variant, exc.reason) from exc
             fleets[variant] = fleet
@@ -203,11 +215,11 @@ class EndpointController:
 
     async def _create(self, name: str) -> None:
         ep = self.endpoints[name]
-        result = await self._provision(ep, {v.variant_name: v.desired_instance_count for v in ep.variants})
+        result = await self.provision(ep, {v.variant_name: v.desired_instance_count for v in ep.variants})
         ep = self.endpoints[name]
         now = self.clock.now()
         if isinstance(result, str):
-            self._save(
+            self.save(
                 ep.model_copy(
                     update={
                         "status": EndpointStatus.FAILED,
@@ -236,15 +248,15 @@ class EndpointController:
         )
         self.endpoints[name] = ep
         self.publish(name)
-        self._save(ep)
+        self.save(ep)
 
     async def _restore(self, name: str) -> None:
         """After a restart: bring back what was serving, then finish what was in progress."""
         ep = self.endpoints[name]
-        result = await self._provision(ep, {v.variant_name: v.current_instance_count for v in ep.variants})
+        result = await self.provision(ep, {v.variant_name: v.current_instance_count for v in ep.variants})
         ep = self.endpoints[name]
         if isinstance(result, str):
-            self._save(
+            self.save(
                 ep.model_copy(
                     update={
                         "status": EndpointStatus.FAILED,
@@ -261,7 +273,7 @@ class EndpointController:
         if ep.status == EndpointStatus.UPDATING:
             await self._apply_weights(name)
         elif ep.status != EndpointStatus.IN_SERVICE:
-            self._save(
+            self.save(
                 ep.model_copy(
                     update={"status": EndpointStatus.IN_SERVICE, "last_modified_time": self.clock.now()}
                 )
@@ -291,7 +303,7 @@ class EndpointController:
         ep = self.endpoints[name]
         now = self.clock.now()
         if failure is not None:
-            self._save(
+            self.save(
                 ep.model_copy(update={"status": EndpointStatus.ROLLING_BACK, "last_modified_time": now})
             )
             for v in ep.variants:
@@ -309,7 +321,7 @@ class EndpointController:
                 )
                 for v in ep.variants
             )
-            self._save(
+            self.save(
                 ep.model_copy(
                     update={
                         "status": EndpointStatus.IN_SERVICE,
@@ -327,19 +339,19 @@ class EndpointController:
         )
         self.endpoints[name] = ep
         self.publish(name)
-        self._save(ep)
+        self.save(ep)
 
     def _set_variant(self, name: str, variant: str, **changes: float | int) -> None:
         ep = self.endpoints[name]
         variants: list[VariantState] = []
         for v in ep.variants:
             variants.append(v.model_copy(update=changes) if v.variant_name == variant else v)
-        self._save(ep.model_copy(update={"variants": tuple(variants)}))
+        self.save(ep.model_copy(update={"variants": tuple(variants)}))
 
     async def _delete(self, name: str) -> None:
         self.table.withdraw(name)
         fleets = self.fleets.pop(name, {})
-        await asyncio.gather(*(self.fm.stop_all(f) for f in fleets.values()))
+        await asyncio.gather(*(self.fm.stop_all(f) for f in fleets.values()), self.rollouts.discard(name))
         ep = self.endpoints.pop(name, None)
         if ep is not None:
             self.repo.delete(Endpoint, name, ep.arn)
@@ -353,15 +365,19 @@ class EndpointController:
     def update_weights(self, name: str) -> None:
         self.submit(name, self._apply_weights(name))
 
+    def deploy(self, name: str) -> None:
+        """Carry out the UpdateEndpoint the service stored (controllers/rollouts.py)."""
+        self.submit(name, self.rollouts.run(name))
+
     def instances(self) -> list[tuple[str, str, str, int]]:
         """(endpoint, variant, instance id, pid) of every running instance, for the metrics sampler."""
-        out = []
-        for name, fleets in self.fleets.items():
-            for variant, fleet in fleets.items():
-                for inst in fleet.instances:
-                    if inst.route.alive:
-                        out.append((name, variant, inst.route.id, inst.route.pid))
-        return out
+        every = [(name, v, f) for name, fleets in self.fleets.items() for v, f in fleets.items()]
+        return [
+            (name, variant, inst.route.id, inst.route.pid)
+            for name, variant, fleet in every + self.rollouts.green_fleets()
+            for inst in fleet.instances
+            if inst.route.alive
+        ]
 
 
 class _VariantFailure(Exception):

@@ -6,6 +6,8 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelgate.rollout.config import DeploymentConfig
+
 
 class _Domain(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -118,6 +120,9 @@ class Endpoint(_Domain):
     # if the endpoint config or a model has since been deleted (SageMaker allows both).
     config: EndpointConfig | None = None
     models: tuple[Model, ...] = ()
+    # The DeploymentConfig given to CreateEndpoint or to the last UpdateEndpoint (LastDeploymentConfig;
+    # reused by an UpdateEndpoint with RetainDeploymentConfig).
+    deployment_config: DeploymentConfig | None = None
 
     def model(self, name: str) -> Model | None:
         for m in self.models:

@@ -55,6 +55,14 @@ instances = Table(
     Column("created", Float, nullable=False),
 )
 
+# The deployment (UpdateEndpoint) in progress on an endpoint: written before each of its steps is taken.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+
 
 def make_engine(data_dir: Path) -> Engine:
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from modelgate.domain.deployments import Deployment
 from modelgate.domain.resources import Endpoint, EndpointConfig, Model, Tag
-from modelgate.store.db import instances, resources, tags
+from modelgate.store.db import deployments, instances, resources, tags
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -79,17 +81,40 @@ class Repository:
 
     def save_endpoint(self, ep: Endpoint) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(resources)
-                .where(resources.c.kind == ENDPOINT, resources.c.name == ep.name)
-                .values(status=ep.status.value, body=ep.model_dump_json())
-            )
+            _save_endpoint(conn, ep)
 
     def delete(self, cls: type[BaseModel], name: str, arn: str) -> None:
         kind = _KINDS[cls]
         with self.engine.begin() as conn:
             conn.execute(delete(resources).where(resources.c.kind == kind, resources.c.name == name))
             conn.execute(delete(tags).where(tags.c.arn == arn))
+            if kind == ENDPOINT:
+                conn.execute(delete(deployments).where(deployments.c.endpoint == name))
+
+    # --- deployments (UpdateEndpoint in progress) ------------------------------------------------
+
+    def get_deployment(self, endpoint: str) -> Deployment | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(deployments.c.body).where(deployments.c.endpoint == endpoint)).first()
+        return Deployment.model_validate_json(row[0]) if row else None
+
+    def save_deployment(self, dep: Deployment, ep: Endpoint | None = None) -> None:
+        """Store the deployment (and the endpoint with it, in the same transaction)."""
+        body = dep.model_dump_json()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sqlite_insert(deployments)
+                .values(endpoint=dep.endpoint, body=body)
+                .on_conflict_do_update(index_elements=[deployments.c.endpoint], set_={"body": body})
+            )
+            if ep is not None:
+                _save_endpoint(conn, ep)
+
+    def finish_deployment(self, ep: Endpoint) -> None:
+        """Store the endpoint as the deployment left it and forget the deployment, atomically."""
+        with self.engine.begin() as conn:
+            _save_endpoint(conn, ep)
+            conn.execute(delete(deployments).where(deployments.c.endpoint == ep.name))
 
     # --- tags ------------------------------------------------------------------------------------
 
@@ -148,3 +173,11 @@ class Repository:
         with self.engine.connect() as conn:
             rows = conn.execute(select(instances)).all()
         return [InstanceRecord(r.id, r.endpoint, r.variant, r.port, r.pid, r.created) for r in rows]
+
+
+def _save_endpoint(conn: Connection, ep: Endpoint) -> None:
+    conn.execute(
+        update(resources)
+        .where(resources.c.kind == ENDPOINT, resources.c.name == ep.name)
+        .values(status=ep.status.value, body=ep.model_dump_json())
+    )

@@ -8,6 +8,8 @@ The request body steers it:
 Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in headers.
 $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
+$ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
+$ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (shared by instances).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(404, b"{}")
             return
         text = body.decode("utf-8", "replace")
+        if (log := os.environ.get("ECHO_REQUEST_LOG")) is not None:
+            with open(log, "a") as f:  # one short append per request: atomic across instances
+                f.write(f"{os.getpid()}\n")
+        if (always := os.environ.get("ECHO_ALWAYS_STATUS")) is not None:
+            self._answer(int(always), f"the model always fails with status {always}".encode())
+            return
         if text.startswith("status:"):
             code = int(text.split(":", 1)[1])
             self._answer(code, f"the model refused with status {code}".encode())
