@@ -1,0 +1,307 @@
+"""The benchmark suite of issue 5: every scenario side by side, in one invocation.
+
+    .venv/bin/python bench/run.py [--smoke] [--duration 10] [--out bench/out] [--no-peers]
+                                  [--profile] [--soak 600]
+
+Scenarios: floor, one-hop, modelgate (1 variant x 1 and 2 instances; 2 weighted variants), MLServer
+(default config; parallel_workers 0) and TorchServe, each at concurrency 1 and 16. ``--smoke``: floor
+and modelgate only, 2 s each, no peers; the exit status says whether every answer was right.
+Writes ``<out>/results.json`` and ``<out>/report.md``; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import churn
+import peers
+import pyspy
+import report
+import servers
+from load import Probe, Run, measure, require_wrk, tree
+
+CONCURRENCY = (1, 16)
+CSV = "text/csv"
+TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+
+
+def machine() -> dict[str, object]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=servers.BENCH
+    ).stdout.strip()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "cpu": model.group(1) if model else platform.processor(),
+        "load_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "wrk": wrk_version[0] if wrk_version else "?",
+        "command": " ".join([".venv/bin/python", *sys.argv]),
+    }
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: Path = args.out.resolve()
+        self.work = self.out / "work"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.logs = self.work / "logs"
+        self.logs.mkdir(parents=True)
+        self.duration: float = 2.0 if args.smoke else args.duration
+        self.warmup: float = 0.0 if args.smoke else 2.0
+        self.runs: list[Run] = []
+        self.notes: list[str] = []
+        self.metrics: dict[str, dict[str, float | None]] = {}
+        self.soak: list[float] | None = None
+        self.profile: str | None = None
+
+    def probe(self, key: str, url: str, body: bytes, content_type: str, answers: list[bytes], mode: str) -> Probe:
+        d = self.work / "probes"
+        d.mkdir(exist_ok=True)
+        (d / f"{key}.body").write_bytes(body)
+        expected = []
+        for i, answer in enumerate(answers):
+            (d / f"{key}.expected{i}").write_bytes(answer)
+            expected.append(d / f"{key}.expected{i}")
+        return Probe(url, d / f"{key}.body", content_type, mode, tuple(expected))
+
+    def reference(
+        self, url: str, body: bytes, content_type: str, model: churn.ChurnModel, headers: dict[str, str] | None = None
+    ) -> bytes:
+        """One answer, checked against the booster's own prediction: what every answer under load must equal."""
+        status, answer = servers.post(url, body, content_type, headers)
+        if status != 200:
+            raise RuntimeError(f"{url} answered {status}: {answer[:300]!r}")
+        churn.check_answer(answer, model)
+        return answer
+
+    def measure_all(
+        self, scenario: str, probe: Probe, pids: list[int], after: Callable[[Run], None] | None = None
+    ) -> None:
+        for c in CONCURRENCY:
+            run = measure(scenario, probe, pids, c, self.duration, self.warmup)
+            self.runs.append(run)
+            print(
+                f"{scenario:17} c={c:<3} {run.rps:8,.0f} req/s  p50 {run.p50_ms:6.2f}  p99 {run.p99_ms:6.2f} ms  "
+                f"cpu {run.server_cpu_ms_per_req:.3f} ms/req  rss {run.peak_rss_mb:4.0f} MB  load {run.load1:.2f}"
+                + (
+                    ""
+                    if run.ok
+                    else f"  WRONG: {run.non200} non-200, {run.wrong} wrong, "
+                    f"{run.socket_errors} socket errors, first: {run.sample}"
+                ),
+                flush=True,
+            )
+            if after is not None:
+                after(run)
+
+    def floor_and_one_hop(self, model: churn.ChurnModel) -> None:
+        floor, url = servers.start_floor(model.model_dir, self.logs)
+        try:
+            body = churn.ROW.encode()
+            answer = self.reference(url + "/invocations", body, CSV, model)
+            self.measure_all(
+                "floor", self.probe("floor", url + "/invocations", body, CSV, [answer], "exact"), [floor.pid]
+            )
+            if self.args.smoke:
+                return
+            proxy, purl = servers.start_proxy(url, self.logs)
+            try:
+                answer = self.reference(purl + "/invocations", body, CSV, model)
+                probe = self.probe("one-hop", purl + "/invocations", body, CSV, [answer], "exact")
+                self.measure_all("one-hop", probe, [proxy.pid, floor.pid])
+            finally:
+                servers.stop(proxy)
+        finally:
+            servers.stop(floor)
+
+    def modelgate(self, models: dict[str, churn.ChurnModel]) -> None:
+        mg = servers.Modelgate(self.work, self.logs)
+        try:
+            for m in models.values():
+                mg.create_model(m.name, m.tarball)
+            v1, v2 = models["churn-v1"], models["churn-v2"]
+            layouts = {"mg-1v1i": [(v1, 1.0, 1)], "mg-1v2i": [(v1, 1.0, 2)], "mg-2v": [(v1, 0.5, 1), (v2, 0.5, 1)]}
+            if self.args.smoke:
+                layouts = {"mg-1v1i": layouts["mg-1v1i"]}
+            for scenario, variants in layouts.items():
+                endpoint = f"bench-{scenario.removeprefix('mg-')}"
+                mg.deploy(endpoint, [(m.name, w, n) for m, w, n in variants])
+                url, body = mg.invocations_url(endpoint), churn.ROW.encode()
+                answers = [self.reference(url, body, CSV, m, {TARGET_VARIANT: m.name}) for m, _, _ in variants]
+                probe = self.probe(scenario, url, body, CSV, answers, "exact")
+                names = [m.name for m, _, _ in variants]
+                after = functools.partial(self.read_metrics, mg, endpoint, names, dt.datetime.now(dt.UTC))
+                self.measure_all(scenario, probe, [mg.proc.pid], after)
+                if scenario == "mg-1v1i" and self.args.profile:
+                    self.run_profile(probe, mg.proc.pid)
+                if scenario == "mg-1v1i" and self.args.soak:
+                    self.run_soak(probe, mg.proc.pid)
+                mg.delete(endpoint)
+        finally:
+            mg.stop()
+
+    def read_metrics(
+        self, mg: servers.Modelgate, endpoint: str, variants: list[str], since: dt.datetime, run: Run
+    ) -> None:
+        """After the c=1 run: the p50 of OverheadLatency and ModelLatency that modelgate itself reports."""
+        if run.concurrency != 1 or self.args.smoke:
+            return
+        need = run.requests // len(variants) // 2
+        self.metrics[run.scenario] = {
+            f"{metric}[{v}]": mg.metric(endpoint, v, metric, since, need)
+            for v in variants
+            for metric in ("OverheadLatency", "ModelLatency")
+        }
+        print(f"  metrics p50 (us): {self.metrics[run.scenario]}", flush=True)
+
+    def run_profile(self, probe: Probe, pid: int) -> None:
+        """An extra c=16 run (not in the table) with py-spy sampling the server and its instance."""
+        raw = self.out / "profile-modelgate.txt"
+        try:
+            spy = pyspy.record(pid, self.duration, raw)
+        except RuntimeError as exc:
+            self.notes.append(f"profile: {exc}")
+            return
+        time.sleep(0.5)
+        run = measure("mg-1v1i (profiled)", probe, [pid], 16, self.duration, 0)
+        _, err = spy.communicate(timeout=60)
+        if not raw.exists():
+            self.notes.append(f"profile: py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+            return
+        self.profile = f"(c=16, {run.rps:,.0f} req/s while profiled)\n" + pyspy.summarize(raw)
+        (self.out / "profile-summary.txt").write_text(self.profile)
+        print(self.profile, flush=True)
+
+    def run_soak(self, probe: Probe, pid: int) -> None:
+        """c=16 for --soak seconds in one-minute runs; the server tree's resident memory after each."""
+        self.soak = []
+        chunks = max(1, round(self.args.soak / 60))
+        for i in range(chunks):
+            run = measure("mg-1v1i (soak)", probe, [pid], 16, min(60, self.args.soak), 0)
+            mb = sum(p.memory_info().rss for p in tree([pid])) / 2**20
+            self.soak.append(mb)
+            print(f"soak {i + 1}/{chunks}: {run.rps:,.0f} req/s, {mb:.0f} MB, answers ok: {run.ok}", flush=True)
+            if not run.ok:
+                self.notes.append(f"soak minute {i + 1}: wrong answers ({run.non200} non-200, {run.wrong} wrong)")
+
+    def peers(self, model: churn.ChurnModel) -> None:
+        root = self.out / "peers"
+        root.mkdir(parents=True, exist_ok=True)
+        v2 = peers.mlserver_body(churn.ROW)
+        for scenario, pw in (("mlserver-default", None), ("mlserver-pw0", 0)):
+            ports = [servers.free_port() for _ in range(3)]
+            try:
+                proc, url = peers.start_mlserver(root, model.ubj, pw, self.logs, ports)
+            except (peers.NotInstalled, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                self.notes.append(f"{scenario}: not measured: {exc}"[:600])
+                print(self.notes[-1], flush=True)
+                continue
+            try:
+                answer = self.reference(url, v2, "application/json", model)
+                needle = re.search(rb'"data":\s*\[[^\]]*\]', answer)
+                assert needle is not None, answer
+                probe = self.probe(scenario, url, v2, "application/json", [needle.group()], "contains")
+                self.measure_all(scenario, probe, [proc.pid])
+            finally:
+                servers.stop(proc)
+        ports = [servers.free_port() for _ in range(3)]
+        try:
+            proc, url = peers.start_torchserve(root, model.ubj, self.logs, ports)
+        except (peers.NotInstalled, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            self.notes.append(f"torchserve: not measured: {exc}"[:600])
+            print(self.notes[-1], flush=True)
+            return
+        try:
+            body = churn.ROW.encode()
+            answer = self.reference(url, body, CSV, model)
+            self.measure_all("torchserve", self.probe("torchserve", url, body, CSV, [answer], "exact"), [proc.pid])
+        finally:
+            servers.stop(proc)
+
+    def write(self, info: dict[str, object]) -> str:
+        metric = self.metrics.get("mg-1v1i", {}).get("OverheadLatency[churn-v1]")
+        found = report.targets(self.runs, metric, self.soak)
+        lines = [
+            f"# Benchmark report ({'smoke' if self.args.smoke else f'{self.duration:g} s per run'})",
+            "",
+            *[f"- {k}: {v}" for k, v in info.items()],
+            "",
+            report.table(self.runs),
+            "",
+            "Metrics modelgate reported for the c=1 runs (GetMetricStatistics p50, microseconds):",
+            "",
+            *[f"- {s}: {v}" for s, v in self.metrics.items()],
+            "",
+            report.targets_table(found),
+            "",
+            *[f"- note: {n}" for n in self.notes],
+        ]
+        if self.profile:
+            lines += ["", "## py-spy, modelgate server and instance under load", "", "```", self.profile, "```"]
+        text = "\n".join(lines) + "\n"
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "report.md").write_text(text)
+        (self.out / "results.json").write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "runs": [r.as_dict() for r in self.runs],
+                    "metrics_p50_us": self.metrics,
+                    "targets": [t.__dict__ for t in found],
+                    "soak_rss_mb": self.soak,
+                    "notes": self.notes,
+                },
+                indent=2,
+            )
+        )
+        return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="2 s runs of floor and modelgate only; for CI")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per timed run (default 10)")
+    parser.add_argument("--out", type=Path, default=servers.BENCH / "out", help="output directory")
+    parser.add_argument("--no-peers", action="store_true", help="skip MLServer and TorchServe")
+    parser.add_argument("--profile", action="store_true", help="py-spy the modelgate server in an extra c=16 run")
+    parser.add_argument("--soak", type=float, default=0, help="seconds of c=16 on modelgate to watch memory")
+    args = parser.parse_args()
+    require_wrk()
+    suite = Suite(args)
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    models = churn.prepare(suite.work)
+    suite.floor_and_one_hop(models["churn-v1"])
+    suite.modelgate(models)
+    if not (args.smoke or args.no_peers):
+        suite.peers(models["churn-v1"])
+    print(suite.write(info))
+    bad = [f"{r.scenario} c={r.concurrency}" for r in suite.runs if not r.ok]
+    if bad:
+        print(f"WRONG ANSWERS in: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
