@@ -94,6 +94,7 @@ def build(settings: Settings) -> Server:
         settings.drain_timeout_seconds,
         settings.allow_pip_install,
         on_change=lambda _name: None,
+        memory_limit_scale=settings.memory_limit_scale,
     )
     controller = EndpointController(
         repo,
@@ -139,12 +140,16 @@ def build(settings: Settings) -> Server:
         await metrics.start()
         await controller.start()
         await experiments.start()
+        watchdog = asyncio.create_task(fleets.watch_memory())
+        background.add(watchdog)
         for hook in server.after_start:
             task = asyncio.create_task(hook())
             background.add(task)
             task.add_done_callback(background.discard)
 
     async def shutdown() -> None:
+        for task in background:
+            task.cancel()
         await experiments.stop()
         await controller.stop()
         await metrics.stop()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # Caps every deployment's MaximumExecutionTimeoutInSeconds (whose API minimum is 600 s): for tests and demos.
     max_rollout_execution_seconds: int | None = Field(default=None, gt=0)
     allow_pip_install: bool = False
+    # Multiplies each instance type's memory limit (an instance over it is stopped with a reason); tests use 0.01.
+    memory_limit_scale: float = Field(default=1.0, gt=0)
     # A/B experiments: where events go (a directory or s3://bucket/prefix; default <data_dir>/ab-events),
     # how often they are flushed, and which sources are dropped before they count.
     ab_events_url: str | None = None

@@ -171,3 +171,20 @@ def test_kill_9_during_delete_then_restart_finishes_deleting(server: ServerProce
     server.start()
     sm.get_waiter("endpoint_deleted").wait(EndpointName="del", WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
     assert instance_pids(server) == {}
+
+
+def test_instance_over_its_memory_limit_fails_with_a_reason(server_factory: Any, echo_image: str) -> None:
+    # Scale 0.01: ml.m5.large's 8 GiB becomes an 82 MiB limit.
+    server = server_factory(MODELGATE_MEMORY_LIMIT_SCALE="0.01")
+    sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime")
+    deploy_echo(sm, echo_image, "fat", [("A", 1.0, 1)], env={"ECHO_ALLOCATE_MB": "200"}, wait=False)
+    d = wait_status(sm, "fat", {"Failed", "InService"})
+    assert d["EndpointStatus"] == "Failed"
+    assert "more than the 82 MiB limit of ml.m5.large" in d["FailureReason"], d["FailureReason"]
+    # An instance that grows past its limit while serving is stopped and replaced.
+    deploy_echo(sm, echo_image, "grows", [("A", 1.0, 1)])
+    (pid,) = instance_pids(server).values()
+    rt.invoke_endpoint(EndpointName="grows", Body=b"alloc:200")
+    _wait_for(lambda: pid not in instance_pids(server).values() and len(instance_pids(server)) == 1)
+    assert _invoke_eventually(rt, "grows", b"after") == b"A|-|after"
+    assert "more than the 82 MiB limit" in server.log()

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from modelgate.clock import Clock
 from modelgate.domain.resources import Model, ProductionVariant
 from modelgate.routing.table import FleetRoute, Instance
@@ -32,6 +34,19 @@ from modelgate.store.repo import InstanceRecord, Repository
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (0 when it is gone)."""
+    try:
+        proc = psutil.Process(pid)
+        total = int(proc.memory_info().rss)
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += int(child.memory_info().rss)
+        return total
+    except psutil.Error:
+        return 0
 
 
 class InstanceFailure(Exception):
@@ -49,6 +64,7 @@ class RunningInstance:
     log_path: Path
     exited: asyncio.Future[int]
     stopping: bool = False
+    killed_for: str | None = None  # why modelgate killed it (e.g. over its memory limit)
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,7 @@ class FleetManager:
         drain_timeout: float,
         allow_pip_install: bool,
         on_change: Callable[[str], None],
+        memory_limit_scale: float = 1.0,
     ) -> None:
         self.repo = repo
         self.spawner = spawner
@@ -98,6 +115,35 @@ class FleetManager:
         self.drain_timeout = drain_timeout
         self.allow_pip_install = allow_pip_install
         self.on_change = on_change
+        self.memory_limit_scale = memory_limit_scale
+        self._live: dict[str, tuple[Fleet, RunningInstance]] = {}
+
+    def memory_limit(self, spec: FleetSpec) -> int:
+        """The resident-memory limit of an instance: its type's memory (times the configured scale)."""
+        return int(shape_of(spec.variant.instance_type).memory_bytes * self.memory_limit_scale)
+
+    def _over_memory(self, spec: FleetSpec, inst: RunningInstance) -> str | None:
+        rss = resident_bytes(inst.route.pid)
+        limit = self.memory_limit(spec)
+        if rss <= limit:
+            return None
+        return (
+            f"the instance used {rss / 2**20:.0f} MiB of memory, more than the {limit / 2**20:.0f} MiB "
+            f"limit of {spec.variant.instance_type}"
+        )
+
+    async def watch_memory(self, interval: float = 1.0) -> None:
+        """Stop any instance whose processes outgrow its instance type's memory; it is then replaced."""
+        while True:
+            await asyncio.sleep(interval)
+            for fleet, inst in list(self._live.values()):
+                if inst.stopping or inst.exited.done():
+                    continue
+                reason = self._over_memory(fleet.spec, inst)
+                if reason is not None:
+                    log.warning("stopping instance %s of %s: %s", inst.route.id, fleet.id, reason)
+                    inst.killed_for = reason
+                    inst.handle.signal_group(signal.SIGKILL)
 
     def _env(self, spec: FleetSpec, instance_id: str, port: int) -> dict[str, str]:
         container = spec.model.containers[0]
@@ -122,9 +168,7 @@ class FleetManager:
         instance_id = f"i-{uuid.uuid4().hex[:17]}"
         port = free_port()
         self.repo.add_instance(
-            InstanceRecord(
-                instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now()
-            )
+            InstanceRecord(instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now())
         )
         log_path = self.logs_dir / spec.endpoint / spec.variant.variant_name / f"{instance_id}.log"
         try:
@@ -139,15 +183,17 @@ class FleetManager:
         route = Instance(instance_id, spec.endpoint, spec.variant.variant_name, fleet.id, port, handle.pid)
         inst = RunningInstance(route, handle, log_path, exited)
         try:
-            await self._wait_healthy(inst, spec.health_timeout)
+            await self._wait_healthy(inst, spec)
         except BaseException:
             await self._kill(inst)
             raise
         fleet.instances.append(inst)
+        self._live[instance_id] = (fleet, inst)
         exited.add_done_callback(lambda _f: self._exited(fleet, inst))
         return inst
 
-    async def _wait_healthy(self, inst: RunningInstance, timeout: float) -> None:
+    async def _wait_healthy(self, inst: RunningInstance, spec: FleetSpec) -> None:
+        timeout = spec.health_timeout
         deadline = self.clock.monotonic() + timeout
         delay = 0.02
         while True:
@@ -158,6 +204,9 @@ class FleetManager:
                     f"the instance exited with code {code} before passing the ping health check"
                     + (f": {detail}" if detail else "")
                 )
+            over = self._over_memory(spec, inst)
+            if over is not None:
+                raise InstanceFailure(over)
             if await self.client.ping(inst.route.base_url):
                 return
             if self.clock.monotonic() >= deadline:
@@ -171,6 +220,7 @@ class FleetManager:
 
     def _exited(self, fleet: Fleet, inst: RunningInstance) -> None:
         inst.route.alive = False
+        self._live.pop(inst.route.id, None)
         if inst.stopping:
             return
         code = inst.exited.result() if not inst.exited.cancelled() else -1
@@ -180,7 +230,7 @@ class FleetManager:
             fleet.spec.endpoint,
             fleet.spec.variant.variant_name,
             code,
-            failure_line(inst.log_path),
+            inst.killed_for or failure_line(inst.log_path),
         )
         with contextlib.suppress(ValueError):
             fleet.instances.remove(inst)
@@ -199,9 +249,7 @@ class FleetManager:
             try:
                 await self.start_instance(fleet)
             except InstanceFailure as exc:
-                log.warning(
-                    "replacement for %s failed: %s; retrying in %.0f s", fleet.id, exc.reason, backoff
-                )
+                log.warning("replacement for %s failed: %s; retrying in %.0f s", fleet.id, exc.reason, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -224,6 +272,7 @@ class FleetManager:
             fleet.instances.remove(inst)
 
     async def _kill(self, inst: RunningInstance) -> None:
+        self._live.pop(inst.route.id, None)
         inst.stopping = True
         inst.route.alive = False
         if not inst.exited.done():

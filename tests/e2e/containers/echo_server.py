@@ -4,8 +4,10 @@ The request body steers it:
     status:<code>      answer with that status and a message
     sleep:<seconds>    sleep, then answer
     die                exit at once without answering
+    alloc:<MiB>        keep that much more memory
     anything else      answered 200 with "<ECHO_TAG>|<model.txt contents>|<body>"
 Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in headers.
+$ECHO_ALLOCATE_MB=<n> holds n MiB from the start.
 $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
 $ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
@@ -66,6 +68,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(text.split(":", 1)[1]))
         if text == "die":
             os._exit(3)
+        if text.startswith("alloc:"):
+            _hoard.append(bytearray(int(text.split(":", 1)[1]) * 2**20))
         model = Path(os.environ["SM_MODEL_DIR"]) / "model.txt"
         content = model.read_text().strip() if model.exists() else "-"
         tag = os.environ.get("ECHO_TAG", "echo")
@@ -78,6 +82,9 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(200, f"{tag}|{content}|{text}".encode(), headers)
 
 
+_hoard: list[bytearray] = []
+
+
 def main() -> None:
     if os.environ.get("ECHO_STARTUP") == "fail":
         sys.stderr.write("MODELGATE-FAILURE: the echo model refused to load on purpose\n")
@@ -87,6 +94,8 @@ def main() -> None:
         import subprocess
 
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    if os.environ.get("ECHO_ALLOCATE_MB"):
+        _hoard.append(bytearray(int(os.environ["ECHO_ALLOCATE_MB"]) * 2**20))
     port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
