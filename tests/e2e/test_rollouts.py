@@ -458,3 +458,62 @@ def test_kill_9_while_blue_drains_then_restart_rolls_forward(server_factory: Any
 def _ignore_errors(rt: Any, endpoint: str, body: bytes) -> None:
     with contextlib.suppress(Exception):  # the server is killed under this request
         rt.invoke_endpoint(EndpointName=endpoint, Body=body)
+
+
+# --- rolling --------------------------------------------------------------------------------------------------
+
+
+def rolling(wait: int, alarms: list[str]) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            "WaitIntervalInSeconds": wait,
+            "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        }
+    }
+    if alarms:
+        wire["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    return wire
+
+
+def test_rolling_update_rolls_back_on_the_alarm_then_completes_batch_by_batch(
+    server_factory: Any, echo_image: str
+) -> None:
+    server = server_factory()
+    sm, cw = server.client("sagemaker"), server.client("cloudwatch")
+    deploy(sm, echo_image, "roll", "v1", 2)
+    model(sm, echo_image, "v2")
+    config(sm, "v2", "v2", 2)
+    alarm_on_errors(cw, "roll-guard", "roll")
+    blue = set(instance_pids(server))
+    with traffic(server, "roll") as seen:
+        sm.update_endpoint(EndpointName="roll", EndpointConfigName="v2", DeploymentConfig=rolling(30, ["roll-guard"]))
+        d = wait_for(sm, "roll", lambda d: (pending_status(d) or ("", ""))[0] == "Baking", 30)
+        assert pending_status(d) == (
+            "Baking",
+            "Baking for 30 seconds (WaitIntervalInSeconds) with traffic enabled on 1 of 2 instance(s).",
+        )
+        assert len(instance_pids(server)) == 3  # one new instance besides the old ones
+        cw.set_alarm_state(AlarmName="roll-guard", StateValue="ALARM", StateReason="the operator says so")
+        d = wait_for(sm, "roll", finished, 30)
+        assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == "v1"
+        assert "roll-guard" in d["FailureReason"]
+        assert set(instance_pids(server)) == blue
+        messages: list[str] = []
+        sm.update_endpoint(EndpointName="roll", EndpointConfigName="v2", DeploymentConfig=rolling(1, []))
+        while not finished(d := sm.describe_endpoint(EndpointName="roll")):
+            status = pending_status(d)
+            if status is not None and status[1] not in messages:
+                messages.append(status[1])
+            time.sleep(0.05)
+        time.sleep(0.3)
+    assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == "v2", d
+    assert "FailureReason" not in d
+    assert [m for m in messages if m.startswith("Baking")] == [
+        "Baking for 1 seconds (WaitIntervalInSeconds) with traffic enabled on 1 of 2 instance(s).",
+        "Baking for 1 seconds (WaitIntervalInSeconds) with traffic enabled on 2 of 2 instance(s).",
+    ], messages
+    assert seen.errors == Counter()
+    assert seen.served["v2"] > 0
+    now = set(instance_pids(server))
+    assert len(now) == 2 and not now & blue
