@@ -113,10 +113,14 @@ class Run:
     matched: list[int]  # right answers per expected body (e.g. per variant)
     sample: str  # the first wrong answer, if any
     server_cpu_ms_per_req: float
+    cpu_ms_per_req_by_process: dict[str, float]  # "pid command" -> ms per request
     server_processes: int
     peak_rss_mb: float
     machine_busy_pct: float  # both cores, everything running on the machine
     client_cpu_ms_per_req: float  # wrk's own CPU time
+    round: int = 1
+    rps_min: float = 0.0  # over rounds, once aggregated
+    rps_max: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -165,6 +169,14 @@ def wrk(probe: Probe, concurrency: int, seconds: float) -> tuple[dict[str, str],
     return _parse(done.stdout), client_cpu
 
 
+def _label(p: psutil.Process) -> str:
+    try:
+        args = p.cmdline()
+    except psutil.Error:
+        return str(p.pid)
+    return f"{p.pid} " + " ".join([Path(args[0]).name, *args[1:4]] if args else [p.name()])
+
+
 def _busy(t: Any) -> float:
     return float(t.user + t.nice + t.system + t.irq + t.softirq)
 
@@ -183,7 +195,8 @@ def measure(
         fields, client_cpu = wrk(probe, concurrency, seconds)
     wall = time.monotonic() - t0
     cpu1, machine1 = cpu_seconds(procs), psutil.cpu_times()
-    server_cpu = sum(cpu1[pid] - cpu0[pid] for pid in cpu0 if pid in cpu1)
+    spent = {pid: cpu1[pid] - cpu0[pid] for pid in cpu0 if pid in cpu1}
+    server_cpu = sum(spent.values())
     busy0, busy1 = _busy(machine0), _busy(machine1)
     n = int(fields["requests"])
     per_req = 1000.0 / n if n else 0.0
@@ -204,6 +217,7 @@ def measure(
         matched=[int(m) for m in fields.get("matched", "").split(",") if m],
         sample=fields.get("sample", '""'),
         server_cpu_ms_per_req=server_cpu * per_req,
+        cpu_ms_per_req_by_process={_label(p): spent[p.pid] * per_req for p in procs if p.pid in spent},
         server_processes=len(procs),
         peak_rss_mb=rss.peak / 2**20,
         machine_busy_pct=100.0 * (busy1 - busy0) / (wall * (psutil.cpu_count() or 1)),

@@ -41,6 +41,12 @@ def record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _package(frame: str) -> str:
+    """``send (uvicorn/protocols/http/httptools_impl.py)`` -> ``uvicorn``."""
+    m = re.search(r"\(([^/()]+)/", frame)
+    return m.group(1) if m else frame
+
+
 def summarize(raw: Path, top: int = 15) -> str:
     """Per process: samples, then the functions with the most samples on top of the stack (self) and
     anywhere in it (inclusive), as shares of that process's samples."""
@@ -50,8 +56,10 @@ def summarize(raw: Path, top: int = 15) -> str:
         if not stack or not count.isdigit():
             continue
         frames = [_LINE.sub(")", f) for f in stack.split(";")]
-        process = frames[0] if frames[0].startswith("process ") else "process"
-        per_process[process].append((frames[1:] if frames[0] == process else frames, int(count)))
+        # with --subprocesses a child's stacks start with its ancestors' "process ..." frames, then its own
+        marks = [i for i, f in enumerate(frames) if f.startswith("process ")]
+        process = frames[marks[-1]] if marks else "process"
+        per_process[process].append((frames[marks[-1] + 1 :] if marks else frames, int(count)))
     out = []
     for process, stacks in sorted(per_process.items(), key=lambda kv: -sum(n for _, n in kv[1])):
         total = sum(n for _, n in stacks)
@@ -62,7 +70,11 @@ def summarize(raw: Path, top: int = 15) -> str:
                 own[frames[-1]] += n
             for f in set(frames):
                 incl[f] += n
+        packages: collections.Counter[str] = collections.Counter()
+        for f, n in own.items():
+            packages[_package(f)] += n
         out.append(f"{process}: {total} samples")
+        out.append("  self, by package: " + ", ".join(f"{p} {100 * n / total:.0f}%" for p, n in packages.most_common()))
         out.append("  self:")
         out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
         out.append("  inclusive:")

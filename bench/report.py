@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, replace
 
 from load import Run
 
@@ -19,7 +20,42 @@ LABELS = {
 PEERS = ("mlserver-default", "mlserver-pw0", "torchserve")
 
 
+_MEDIANS = (
+    "load1",
+    "rps",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "server_cpu_ms_per_req",
+    "peak_rss_mb",
+    "machine_busy_pct",
+    "client_cpu_ms_per_req",
+)
+
+
+def aggregate(runs: list[Run]) -> list[Run]:
+    """One row per scenario and concurrency: the median of each figure over the rounds, answers summed."""
+    groups: dict[tuple[str, int], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.scenario, r.concurrency), []).append(r)
+    out = []
+    for rs in groups.values():
+        med = {f: statistics.median(getattr(r, f) for r in rs) for f in _MEDIANS}
+        sums = {f: sum(getattr(r, f) for r in rs) for f in ("requests", "non200", "wrong", "socket_errors")}
+        matched = [sum(col) for col in zip(*(r.matched for r in rs), strict=True)]
+        sample = next((r.sample for r in rs if not r.ok), rs[0].sample)
+        rps = [r.rps for r in rs]
+        out.append(
+            replace(
+                rs[0], **med, **sums, matched=matched, sample=sample, round=len(rs), rps_min=min(rps), rps_max=max(rps)
+            )
+        )
+    return out
+
+
 def table(runs: list[Run]) -> str:
+    """Aggregated runs: medians over the rounds (req/s with its range when there were several)."""
     head = (
         "| scenario | conc. | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | peak RSS MB "
         "| machine busy % | load avg | answers right |"
@@ -27,12 +63,13 @@ def table(runs: list[Run]) -> str:
     rows = [head, "|" + "---|" * 11]
     for r in runs:
         right = sum(r.matched)
+        spread = f" ({r.rps_min:,.0f}-{r.rps_max:,.0f})" if r.round > 1 else ""
         split = "" if len(r.matched) < 2 else " (" + " / ".join(str(m) for m in r.matched) + ")"
         answers = f"{right}/{r.requests}{split}" + (
             "" if r.ok else f" **{r.non200} non-200, {r.wrong} wrong, {r.socket_errors} socket errors**"
         )
         rows.append(
-            f"| {LABELS.get(r.scenario, r.scenario)} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+            f"| {LABELS.get(r.scenario, r.scenario)} | {r.concurrency} | {r.rps:,.0f}{spread} | {r.p50_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.server_cpu_ms_per_req:.3f} | {r.peak_rss_mb:.0f} | "
             f"{r.machine_busy_pct:.0f} | {r.load1:.2f} | {answers} |"
         )

@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from load import Probe, Run, measure, require_wrk, tree
 CONCURRENCY = (1, 16)
 CSV = "text/csv"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+EXPERIMENTS = (["raw-client"], ["no-proxy-headers"], ["raw-client", "no-proxy-headers"])
 
 
 def machine() -> dict[str, object]:
@@ -70,7 +72,8 @@ class Suite:
         self.warmup: float = 0.0 if args.smoke else 2.0
         self.runs: list[Run] = []
         self.notes: list[str] = []
-        self.metrics: dict[str, dict[str, float | None]] = {}
+        self.metrics: dict[str, dict[str, list[float | None]]] = {}  # scenario -> metric -> p50 per round
+        self.round = 1
         self.soak: list[float] | None = None
         self.profile: str | None = None
 
@@ -99,6 +102,7 @@ class Suite:
     ) -> None:
         for c in CONCURRENCY:
             run = measure(scenario, probe, pids, c, self.duration, self.warmup)
+            run.round = self.round
             self.runs.append(run)
             print(
                 f"{scenario:17} c={c:<3} {run.rps:8,.0f} req/s  p50 {run.p50_ms:6.2f}  p99 {run.p99_ms:6.2f} ms  "
@@ -134,17 +138,21 @@ class Suite:
         finally:
             servers.stop(floor)
 
-    def modelgate(self, models: dict[str, churn.ChurnModel]) -> None:
-        mg = servers.Modelgate(self.work, self.logs)
+    def modelgate(self, models: dict[str, churn.ChurnModel], changes: list[str] | None = None) -> None:
+        """The modelgate scenarios; with ``changes``, one scenario on a server with prototype changes."""
+        name = "exp-" + "+".join(changes) if changes else "modelgate"
+        mg = servers.Modelgate(self.work, self.logs, name, changes)
         try:
             for m in models.values():
                 mg.create_model(m.name, m.tarball)
             v1, v2 = models["churn-v1"], models["churn-v2"]
             layouts = {"mg-1v1i": [(v1, 1.0, 1)], "mg-1v2i": [(v1, 1.0, 2)], "mg-2v": [(v1, 0.5, 1), (v2, 0.5, 1)]}
-            if self.args.smoke:
+            if changes:
+                layouts = {name: layouts["mg-1v1i"]}
+            elif self.args.smoke:
                 layouts = {"mg-1v1i": layouts["mg-1v1i"]}
             for scenario, variants in layouts.items():
-                endpoint = f"bench-{scenario.removeprefix('mg-')}"
+                endpoint = f"bench-{scenario.removeprefix('mg-')}".replace("+", "-")
                 mg.deploy(endpoint, [(m.name, w, n) for m, w, n in variants])
                 url, body = mg.invocations_url(endpoint), churn.ROW.encode()
                 answers = [self.reference(url, body, CSV, m, {TARGET_VARIANT: m.name}) for m, _, _ in variants]
@@ -152,9 +160,9 @@ class Suite:
                 names = [m.name for m, _, _ in variants]
                 after = functools.partial(self.read_metrics, mg, endpoint, names, dt.datetime.now(dt.UTC))
                 self.measure_all(scenario, probe, [mg.proc.pid], after)
-                if scenario == "mg-1v1i" and self.args.profile:
+                if scenario == "mg-1v1i" and self.args.profile and self.round == 1:
                     self.run_profile(probe, mg.proc.pid)
-                if scenario == "mg-1v1i" and self.args.soak:
+                if scenario == "mg-1v1i" and self.args.soak and self.round == 1:
                     self.run_soak(probe, mg.proc.pid)
                 mg.delete(endpoint)
         finally:
@@ -167,12 +175,12 @@ class Suite:
         if run.concurrency != 1 or self.args.smoke:
             return
         need = run.requests // len(variants) // 2
-        self.metrics[run.scenario] = {
-            f"{metric}[{v}]": mg.metric(endpoint, v, metric, since, need)
-            for v in variants
-            for metric in ("OverheadLatency", "ModelLatency")
-        }
-        print(f"  metrics p50 (us): {self.metrics[run.scenario]}", flush=True)
+        got = self.metrics.setdefault(run.scenario, {})
+        for v in variants:
+            for metric in ("OverheadLatency", "ModelLatency"):
+                p50 = mg.metric(endpoint, v, metric, since, need)
+                got.setdefault(f"{metric}[{v}]", []).append(p50)
+                print(f"  {metric}[{v}] p50: {p50 if p50 is None else round(p50)} us", flush=True)
 
     def run_profile(self, probe: Probe, pid: int) -> None:
         """An extra c=16 run (not in the table) with py-spy sampling the server and its instance."""
@@ -239,18 +247,27 @@ class Suite:
             servers.stop(proc)
 
     def write(self, info: dict[str, object]) -> str:
-        metric = self.metrics.get("mg-1v1i", {}).get("OverheadLatency[churn-v1]")
-        found = report.targets(self.runs, metric, self.soak)
+        rows = report.aggregate(self.runs)
+        medians = {
+            s: {k: statistics.median(got) if (got := [v for v in vs if v is not None]) else None for k, vs in m.items()}
+            for s, m in self.metrics.items()
+        }
+        found = report.targets(rows, medians.get("mg-1v1i", {}).get("OverheadLatency[churn-v1]"), self.soak)
+        rounds = f", median of {self.args.rounds} rounds" if self.args.rounds > 1 else ""
         lines = [
-            f"# Benchmark report ({'smoke' if self.args.smoke else f'{self.duration:g} s per run'})",
+            f"# Benchmark report ({'smoke' if self.args.smoke else f'{self.duration:g} s per run'}{rounds})",
             "",
             *[f"- {k}: {v}" for k, v in info.items()],
             "",
-            report.table(self.runs),
+            report.table(rows),
             "",
-            "Metrics modelgate reported for the c=1 runs (GetMetricStatistics p50, microseconds):",
+            "What modelgate reported for its c=1 runs (GetMetricStatistics p50, microseconds; median, per round):",
             "",
-            *[f"- {s}: {v}" for s, v in self.metrics.items()],
+            *[
+                f"- {s} {k}: {_us(medians[s][k])} ({', '.join(map(_us, vs))})"
+                for s, m in self.metrics.items()
+                for k, vs in m.items()
+            ],
             "",
             report.targets_table(found),
             "",
@@ -266,6 +283,7 @@ class Suite:
                 {
                     "machine": info,
                     "runs": [r.as_dict() for r in self.runs],
+                    "aggregated": [r.as_dict() for r in rows],
                     "metrics_p50_us": self.metrics,
                     "targets": [t.__dict__ for t in found],
                     "soak_rss_mb": self.soak,
@@ -277,6 +295,10 @@ class Suite:
         return text
 
 
+def _us(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="2 s runs of floor and modelgate only; for CI")
@@ -284,6 +306,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=servers.BENCH / "out", help="output directory")
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and TorchServe")
     parser.add_argument("--profile", action="store_true", help="py-spy the modelgate server in an extra c=16 run")
+    parser.add_argument(
+        "--experiments",
+        action="store_true",
+        help="also measure modelgate with the prototype changes of bench/experiments",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every scenario; the table shows medians")
     parser.add_argument("--soak", type=float, default=0, help="seconds of c=16 on modelgate to watch memory")
     args = parser.parse_args()
     require_wrk()
@@ -291,10 +319,14 @@ def main() -> int:
     info = machine()
     print(f"machine: {info}", flush=True)
     models = churn.prepare(suite.work)
-    suite.floor_and_one_hop(models["churn-v1"])
-    suite.modelgate(models)
-    if not (args.smoke or args.no_peers):
-        suite.peers(models["churn-v1"])
+    for suite.round in range(1, args.rounds + 1):
+        print(f"round {suite.round} of {args.rounds}", flush=True)
+        suite.floor_and_one_hop(models["churn-v1"])
+        suite.modelgate(models)
+        for changes in EXPERIMENTS if args.experiments else ():
+            suite.modelgate(models, changes)
+        if not (args.smoke or args.no_peers):
+            suite.peers(models["churn-v1"])
     print(suite.write(info))
     bad = [f"{r.scenario} c={r.concurrency}" for r in suite.runs if not r.ok]
     if bad:

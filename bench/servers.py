@@ -121,18 +121,24 @@ def start_proxy(upstream: str, logs: Path) -> tuple[subprocess.Popen[bytes], str
 class Modelgate:
     """A real ``modelgate serve`` on a fresh data directory, driven with boto3 like any user would."""
 
-    def __init__(self, work: Path, logs: Path) -> None:
-        data = work / "modelgate-data"
+    def __init__(self, work: Path, logs: Path, name: str = "modelgate", changes: list[str] | None = None) -> None:
+        """``changes``: run ``experiments/serve_patched.py`` with these prototype changes instead."""
+        data = work / f"{name}-data"
         shutil.rmtree(data, ignore_errors=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = logs / "modelgate.log"
+        self.log = logs / f"{name}.log"
         env = {
             "MODELGATE_DATA_DIR": str(data),
             "MODELGATE_PORT": str(self.port),
             "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
         }
-        self.proc = spawn([PYTHON, "-m", "modelgate", "serve"], self.log, env)
+        cmd = (
+            [PYTHON, str(BENCH / "experiments" / "serve_patched.py"), *changes]
+            if changes
+            else [PYTHON, "-m", "modelgate", "serve"]
+        )
+        self.proc = spawn(cmd, self.log, env)
         wait_until(
             lambda: urllib.request.urlopen(self.url + "/healthz", timeout=2).status == 200,
             self.proc,
