@@ -332,28 +332,52 @@ def test_seed_003_canary_rolls_back_on_the_alarm_then_a_good_update_completes(
 # --- linear ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_linear_shifts_one_instance_at_a_time_then_completes(server_factory: Any, echo_image: str) -> None:
-    server = server_factory()
-    sm = server.client("sagemaker")
-    deploy(sm, echo_image, "lin", "v1", 3)
-    model(sm, echo_image, "v2")
-    config(sm, "v2", "v2", 3)
-    blue = set(instance_pids(server))
-    linear = {
+def linear(wait: int, alarms: list[str]) -> dict[str, Any]:
+    wire: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {
                 "Type": "LINEAR",
                 "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 33},  # 33% of 3 = 1 instance
-                "WaitIntervalInSeconds": 3,
+                "WaitIntervalInSeconds": wait,
             },
             "TerminationWaitInSeconds": 1,
         }
     }
+    if alarms:
+        wire["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    return wire
+
+
+@pytest.mark.slow
+def test_seed_003_linear_rolls_back_on_the_alarm_then_shifts_one_instance_at_a_time(
+    server_factory: Any, echo_image: str, tmp_path: Path
+) -> None:
+    server = server_factory()
+    sm, cw = server.client("sagemaker"), server.client("cloudwatch")
+    deploy(sm, echo_image, "lin", "v1", 3)
+    answered = tmp_path / "bad-requests.log"
+    model(sm, echo_image, "bad", {"ECHO_ALWAYS_STATUS": "500", "ECHO_REQUEST_LOG": str(answered)})
+    config(sm, "bad", "bad", 3)
+    model(sm, echo_image, "v2")
+    config(sm, "v2", "v2", 3)
+    alarm_on_errors(cw, "lin-5xx", "lin")
+    blue = set(instance_pids(server))
+    with traffic(server, "lin") as seen:
+        wait_alarm(cw, "lin-5xx", "OK")
+        sm.update_endpoint(EndpointName="lin", EndpointConfigName="bad", DeploymentConfig=linear(15, ["lin-5xx"]))
+        d = wait_for(sm, "lin", finished, 40)
+        wait_alarm(cw, "lin-5xx", "OK")
+    assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == "v1"
+    assert "lin-5xx" in d["FailureReason"]
+    bad_answers = len(answered.read_text().splitlines())
+    assert bad_answers > 0
+    assert seen.errors == Counter({"ModelError:500": bad_answers}), (seen.errors, bad_answers)
+    assert set(instance_pids(server)) == blue
+
     messages: list[str] = []
     shares: list[float] = []
     with traffic(server, "lin") as seen:
-        sm.update_endpoint(EndpointName="lin", EndpointConfigName="v2", DeploymentConfig=linear)
+        sm.update_endpoint(EndpointName="lin", EndpointConfigName="v2", DeploymentConfig=linear(3, ["lin-5xx"]))
         while not finished(d := sm.describe_endpoint(EndpointName="lin")):
             status = pending_status(d)
             if status is not None and status[1] not in messages:
@@ -410,8 +434,8 @@ def test_kill_9_during_a_bake_then_restart_rolls_back(server_factory: Any, echo_
     config(sm, "v2", "v2", 2)
     sm.update_endpoint(EndpointName="crash", EndpointConfigName="v2", DeploymentConfig=canary(60, []))
     wait_for(sm, "crash", lambda d: (pending_status(d) or ("", ""))[0] == "Baking", 30)
-    before = set(all_instance_pids())
-    assert len(before) >= 4  # blue and green
+    before = set(instance_pids(server))
+    assert len(before) == 4  # blue and green
     server.kill9()
 
     again = server_factory()  # same data directory, no manual call
@@ -487,6 +511,7 @@ def test_rolling_update_rolls_back_on_the_alarm_then_completes_batch_by_batch(
     alarm_on_errors(cw, "roll-guard", "roll")
     blue = set(instance_pids(server))
     with traffic(server, "roll") as seen:
+        wait_alarm(cw, "roll-guard", "OK")  # evaluated once, so that nothing overwrites the state set below soon
         sm.update_endpoint(EndpointName="roll", EndpointConfigName="v2", DeploymentConfig=rolling(30, ["roll-guard"]))
         d = wait_for(sm, "roll", lambda d: (pending_status(d) or ("", ""))[0] == "Baking", 30)
         assert pending_status(d) == (
@@ -494,7 +519,11 @@ def test_rolling_update_rolls_back_on_the_alarm_then_completes_batch_by_batch(
             "Baking for 30 seconds (WaitIntervalInSeconds) with traffic enabled on 1 of 2 instance(s).",
         )
         assert len(instance_pids(server)) == 3  # one new instance besides the old ones
-        cw.set_alarm_state(AlarmName="roll-guard", StateValue="ALARM", StateReason="the operator says so")
+        # The alarm holds this state until its next evaluation (at most 10 s later), and is set again until
+        # the rollout has seen it.
+        while not finished(d := sm.describe_endpoint(EndpointName="roll")) and pending_status(d) is not None:
+            cw.set_alarm_state(AlarmName="roll-guard", StateValue="ALARM", StateReason="the operator says so")
+            time.sleep(0.5)
         d = wait_for(sm, "roll", finished, 30)
         assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == "v1"
         assert "roll-guard" in d["FailureReason"]
