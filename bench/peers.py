@@ -23,6 +23,10 @@ MLSERVER = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "uvloop==0.21.0", XGBO
 TORCHSERVE = ["torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml", XGBOOST]
 TORCH_CPU = ["torch", "--index-url", "https://download.pytorch.org/whl/cpu"]
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
+# One OpenMP thread per prediction, as modelgate's containers (and SageMaker's XGBoost container) set it.
+# With the library default (a thread per core), a one-row prediction on this 2-core machine stalls in
+# OpenMP's barrier whenever another process holds a core: MLServer fell from about 550 to 80 requests/s.
+THREADS = {"OMP_NUM_THREADS": "1"}
 
 
 class NotInstalled(Exception):
@@ -74,7 +78,7 @@ def start_mlserver(
         )
     )
     log = logs / f"{name}.log"
-    proc = spawn([str(env / "bin" / "mlserver"), "start", "."], log, cwd=repo)
+    proc = spawn([str(env / "bin" / "mlserver"), "start", "."], log, env=THREADS, cwd=repo)
     url = f"http://127.0.0.1:{ports[0]}"
     ready = f"{url}/v2/models/churn/ready"
     wait_until(lambda: urllib.request.urlopen(ready, timeout=2).status == 200, proc, log, 180, name)
@@ -133,7 +137,7 @@ def start_torchserve(root: Path, ubj: Path, logs: Path, ports: list[int]) -> tup
         "--models",
         "churn=churn.mar",
     ]
-    proc = spawn(cmd, log, env={"PATH": f"{env / 'bin'}:/usr/bin:/bin"}, cwd=home)
+    proc = spawn(cmd, log, env={"PATH": f"{env / 'bin'}:/usr/bin:/bin", **THREADS}, cwd=home)
     url = f"http://127.0.0.1:{ports[0]}/predictions/churn"
 
     def ready() -> bool:

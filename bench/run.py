@@ -36,6 +36,7 @@ from load import Probe, Run, measure, require_wrk, tree
 CONCURRENCY = (1, 16)
 CSV = "text/csv"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+GROUPS = ("floor", "modelgate", "experiments", "peers")  # floor includes one-hop
 EXPERIMENTS = (["raw-client"], ["no-proxy-headers"], ["raw-client", "no-proxy-headers"])
 
 
@@ -69,7 +70,7 @@ class Suite:
         self.logs = self.work / "logs"
         self.logs.mkdir(parents=True)
         self.duration: float = 2.0 if args.smoke else args.duration
-        self.warmup: float = 0.0 if args.smoke else 2.0
+        self.warmup: float = 0.0 if args.smoke else args.warmup
         self.runs: list[Run] = []
         self.notes: list[str] = []
         self.metrics: dict[str, dict[str, list[float | None]]] = {}  # scenario -> metric -> p50 per round
@@ -303,6 +304,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="2 s runs of floor and modelgate only; for CI")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per timed run (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each timed run (default 3)")
     parser.add_argument("--out", type=Path, default=servers.BENCH / "out", help="output directory")
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and TorchServe")
     parser.add_argument("--profile", action="store_true", help="py-spy the modelgate server in an extra c=16 run")
@@ -311,9 +313,13 @@ def main() -> int:
         action="store_true",
         help="also measure modelgate with the prototype changes of bench/experiments",
     )
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every scenario; the table shows medians")
     parser.add_argument("--soak", type=float, default=0, help="seconds of c=16 on modelgate to watch memory")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(GROUPS):
+        parser.error(f"--only takes {','.join(GROUPS)}")
     require_wrk()
     suite = Suite(args)
     info = machine()
@@ -321,11 +327,13 @@ def main() -> int:
     models = churn.prepare(suite.work)
     for suite.round in range(1, args.rounds + 1):
         print(f"round {suite.round} of {args.rounds}", flush=True)
-        suite.floor_and_one_hop(models["churn-v1"])
-        suite.modelgate(models)
-        for changes in EXPERIMENTS if args.experiments else ():
+        if "floor" in only:
+            suite.floor_and_one_hop(models["churn-v1"])
+        if "modelgate" in only:
+            suite.modelgate(models)
+        for changes in EXPERIMENTS if args.experiments and "experiments" in only else ():
             suite.modelgate(models, changes)
-        if not (args.smoke or args.no_peers):
+        if not (args.smoke or args.no_peers) and "peers" in only:
             suite.peers(models["churn-v1"])
     print(suite.write(info))
     bad = [f"{r.scenario} c={r.concurrency}" for r in suite.runs if not r.ok]
