@@ -184,7 +184,7 @@ def test_register_statuses_and_promote(env: Env) -> None:
 
 
 def test_with_starlette_testclient(env: Env) -> None:
-    pytest.importorskip("httpx", reason="starlette's TestClient needs httpx, which is not installed")
+    pytest.importorskip("httpx2", reason="starlette's TestClient needs httpx2, which is not installed")
     from starlette.testclient import TestClient
 
     with TestClient(env.app) as client:
