@@ -20,22 +20,14 @@ from modelgate.experiments.errors import StoreUnavailable
 from modelgate.experiments.events import Event
 from modelgate.experiments.sequential import Look
 from modelgate.experiments.store import Deltas
+from tests.fakes import FakeClock as SharedClock
 
 
-class FakeClock:
+class FakeClock(SharedClock):
+    """The shared fake clock, with monotonic time starting at 1000 s as these tests expect."""
+
     def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self._now = now
-        self._mono = 1000.0
-
-    def now(self) -> float:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-        self._mono += seconds
+        super().__init__(now, monotonic=1000.0)
 
 
 class _Failing:

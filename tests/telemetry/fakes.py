@@ -5,24 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self._now = now
-        self._mono = 0.0
-
-    def now(self) -> float:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def set(self, now: float) -> None:
-        self._mono += max(0.0, now - self._now)
-        self._now = now
-
-    def advance(self, seconds: float) -> None:
-        self.set(self._now + seconds)
+from tests.fakes import FakeClock
 
 
 @dataclass
@@ -44,3 +27,5 @@ class FakePoster:
 
     async def close(self) -> None:
         self.closed = True
+
+__all__ = ["FakeClock", "FakePoster"]
