@@ -36,6 +36,7 @@ def test_seed_001_ten_percent_to_the_new_variant(sm: Any, rt: Any, echo_image: s
     }
     counts = _spread(rt, "existing-endpoint", 5000)
     share = counts["new-model"] / 5000
+    print(f"seed 001: new-model share {share:.4f} of 5000 ({dict(counts)})")
     assert 0.085 <= share <= 0.115, counts
     targeted = _spread(rt, "existing-endpoint", 300, TargetVariant="new-model")
     assert targeted == Counter({"new-model": 300})
