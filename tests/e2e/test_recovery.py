@@ -184,7 +184,11 @@ def test_instance_over_its_memory_limit_fails_with_a_reason(server_factory: Any,
     # An instance that grows past its limit while serving is stopped and replaced.
     deploy_echo(sm, echo_image, "grows", [("A", 1.0, 1)])
     (pid,) = instance_pids(server).values()
-    rt.invoke_endpoint(EndpointName="grows", Body=b"alloc:200")
+    try:
+        rt.invoke_endpoint(EndpointName="grows", Body=b"alloc:200")
+    except ClientError as e:  # the watchdog may stop the instance before it has answered
+        assert e.response["Error"]["Code"] == "ModelError", e.response
+        assert "stopped before answering" in e.response["Error"]["Message"]
     _wait_for(lambda: pid not in instance_pids(server).values() and len(instance_pids(server)) == 1)
     assert _invoke_eventually(rt, "grows", b"after") == b"A|-|after"
     assert "more than the 82 MiB limit" in server.log()
