@@ -187,6 +187,7 @@ def serve(settings: Settings) -> None:
             http="httptools",
             lifespan="on",
             access_log=False,
+            proxy_headers=False,
             log_level="info",
             timeout_graceful_shutdown=10,
         )

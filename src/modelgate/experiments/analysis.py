@@ -27,12 +27,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from modelgate.experiments.entities import Experiment, VariantCounts
 from modelgate.experiments.sequential import Comparison, Design, Look, Verdict, evaluate
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use: scipy costs the gateway ~64 MB when loaded at start."""
+    from scipy import stats
+
+    return stats
+
 
 _POINTS = 1201
 _TAIL = 1e-12
@@ -64,7 +72,7 @@ class Summary:
 def credible_interval(successes: float, invocations: int, level: float = 0.95) -> tuple[float, float]:
     a, b = 1.0 + successes, 1.0 + invocations - successes
     tail = (1.0 - level) / 2.0
-    return float(stats.beta.ppf(tail, a, b)), float(stats.beta.isf(tail, a, b))
+    return float(_stats().beta.ppf(tail, a, b)), float(_stats().beta.isf(tail, a, b))
 
 
 def best_and_loss(posteriors: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -73,11 +81,11 @@ def best_and_loss(posteriors: Sequence[tuple[float, float]]) -> tuple[list[float
         return [], []
     a = np.array([p[0] for p in posteriors], dtype=float)
     b = np.array([p[1] for p in posteriors], dtype=float)
-    lo = stats.beta.ppf(_TAIL, a, b)
-    hi = stats.beta.isf(_TAIL, a, b)
+    lo = _stats().beta.ppf(_TAIL, a, b)
+    hi = _stats().beta.isf(_TAIL, a, b)
     grid = np.unique(np.concatenate([np.linspace(x0, x1, _POINTS) for x0, x1 in zip(lo, hi, strict=True)]))
-    pdf = stats.beta.pdf(grid[None, :], a[:, None], b[:, None])
-    cdf = stats.beta.cdf(grid[None, :], a[:, None], b[:, None])
+    pdf = _stats().beta.pdf(grid[None, :], a[:, None], b[:, None])
+    cdf = _stats().beta.cdf(grid[None, :], a[:, None], b[:, None])
     k = len(posteriors)
     probs = np.empty(k)
     for i in range(k):

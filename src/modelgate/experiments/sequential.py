@@ -51,13 +51,27 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy import optimize, stats
 
 from modelgate.experiments.entities import VariantCounts
 from modelgate.experiments.errors import InvalidParameter
+
+
+def _optimize() -> Any:
+    """scipy.optimize, imported on first use: scipy costs the gateway ~64 MB when loaded at start."""
+    from scipy import optimize
+
+    return optimize
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use: scipy costs the gateway ~64 MB when loaded at start."""
+    from scipy import stats
+
+    return stats
+
 
 _GRID = 801  # grid points per look for the recursion; boundaries are accurate to about 1e-4
 _C_MAX = 8.5  # a boundary this high spends less than 1e-16
@@ -109,7 +123,7 @@ def obf_spending(t: float, alpha: float) -> float:
         return 0.0
     if t >= 1:
         return alpha
-    return float(4.0 * stats.norm.sf(stats.norm.isf(alpha / 4.0) / math.sqrt(t)))
+    return float(4.0 * _stats().norm.sf(_stats().norm.isf(alpha / 4.0) / math.sqrt(t)))
 
 
 def _trapezoid_weights(xs: np.ndarray) -> np.ndarray:
@@ -132,14 +146,14 @@ def boundaries(fractions: Sequence[float], alpha: float) -> tuple[float, ...]:
 def _crossing(c: float, mass: np.ndarray, xs: np.ndarray, root_t: float, sigma: float) -> float:
     """P(not stopped before, |Z_k| >= c) given the sub-density mass at the previous look's B-values."""
     b = c * root_t
-    tail = stats.norm.sf((b - xs) / sigma) + stats.norm.cdf((-b - xs) / sigma)
+    tail = _stats().norm.sf((b - xs) / sigma) + _stats().norm.cdf((-b - xs) / sigma)
     return float(mass @ tail)
 
 
 def _solve_boundary(spend: float, mass: np.ndarray, xs: np.ndarray, root_t: float, sigma: float) -> float:
     if spend <= _crossing(_C_MAX, mass, xs, root_t, sigma):
         return _C_MAX
-    return float(optimize.brentq(lambda c: _crossing(c, mass, xs, root_t, sigma) - spend, 0.0, _C_MAX, xtol=1e-7))
+    return float(_optimize().brentq(lambda c: _crossing(c, mass, xs, root_t, sigma) - spend, 0.0, _C_MAX, xtol=1e-7))
 
 
 @lru_cache(maxsize=512)
@@ -152,7 +166,7 @@ def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]
         spend = max(obf_spending(t, alpha) - spent_prev, 0.0)
         sigma = math.sqrt(t - t_prev)
         if k == 0:
-            c = float(stats.norm.isf(spend / 2.0)) if spend > 0 else _C_MAX
+            c = float(_stats().norm.isf(spend / 2.0)) if spend > 0 else _C_MAX
         else:
             c = _solve_boundary(spend, w * dens, xs, math.sqrt(t), sigma)
         c = min(c, _C_MAX)
@@ -160,9 +174,9 @@ def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]
         b = c * math.sqrt(t)
         new_xs = np.linspace(-b, b, _GRID)
         if k == 0:
-            new_dens = stats.norm.pdf(new_xs, scale=math.sqrt(t))
+            new_dens = _stats().norm.pdf(new_xs, scale=math.sqrt(t))
         else:
-            kernel = stats.norm.pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
+            kernel = _stats().norm.pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
             new_dens = (w * dens) @ kernel
         xs, w, dens = new_xs, _trapezoid_weights(new_xs), new_dens
         t_prev, spent_prev = t, obf_spending(t, alpha)
