@@ -283,6 +283,7 @@ class FleetManager:
             inst.handle.signal_group(signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(inst.exited), STOP_GRACE_SECONDS)
+        self.client.forget(inst.route.base_url)
         # Whatever the instance forked into sessions of their own is not in its process group.
         reap({inst.route.id})
         self.repo.remove_instance(inst.route.id)
