@@ -36,8 +36,7 @@ from load import Probe, Run, measure, require_wrk, tree
 CONCURRENCY = (1, 16)
 CSV = "text/csv"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
-GROUPS = ("floor", "modelgate", "experiments", "peers")  # floor includes one-hop
-EXPERIMENTS = (["raw-client"], ["no-proxy-headers"], ["raw-client", "no-proxy-headers"])
+GROUPS = ("floor", "modelgate", "peers")  # floor includes one-hop
 
 
 def machine() -> dict[str, object]:
@@ -139,18 +138,15 @@ class Suite:
         finally:
             servers.stop(floor)
 
-    def modelgate(self, models: dict[str, churn.ChurnModel], changes: list[str] | None = None) -> None:
-        """The modelgate scenarios; with ``changes``, one scenario on a server with prototype changes."""
-        name = "exp-" + "+".join(changes) if changes else "modelgate"
-        mg = servers.Modelgate(self.work, self.logs, name, changes)
+    def modelgate(self, models: dict[str, churn.ChurnModel]) -> None:
+        """The modelgate scenarios."""
+        mg = servers.Modelgate(self.work, self.logs)
         try:
             for m in models.values():
                 mg.create_model(m.name, m.tarball)
             v1, v2 = models["churn-v1"], models["churn-v2"]
             layouts = {"mg-1v1i": [(v1, 1.0, 1)], "mg-1v2i": [(v1, 1.0, 2)], "mg-2v": [(v1, 0.5, 1), (v2, 0.5, 1)]}
-            if changes:
-                layouts = {name: layouts["mg-1v1i"]}
-            elif self.args.smoke:
+            if self.args.smoke:
                 layouts = {"mg-1v1i": layouts["mg-1v1i"]}
             for scenario, variants in layouts.items():
                 endpoint = f"bench-{scenario.removeprefix('mg-')}".replace("+", "-")
@@ -308,11 +304,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=servers.BENCH / "out", help="output directory")
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and TorchServe")
     parser.add_argument("--profile", action="store_true", help="py-spy the modelgate server in an extra c=16 run")
-    parser.add_argument(
-        "--experiments",
-        action="store_true",
-        help="also measure modelgate with the prototype changes of bench/experiments",
-    )
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every scenario; the table shows medians")
     parser.add_argument("--soak", type=float, default=0, help="seconds of c=16 on modelgate to watch memory")
@@ -331,8 +322,6 @@ def main() -> int:
             suite.floor_and_one_hop(models["churn-v1"])
         if "modelgate" in only:
             suite.modelgate(models)
-        for changes in EXPERIMENTS if args.experiments and "experiments" in only else ():
-            suite.modelgate(models, changes)
         if not (args.smoke or args.no_peers) and "peers" in only:
             suite.peers(models["churn-v1"])
     print(suite.write(info))

@@ -121,8 +121,7 @@ def start_proxy(upstream: str, logs: Path) -> tuple[subprocess.Popen[bytes], str
 class Modelgate:
     """A real ``modelgate serve`` on a fresh data directory, driven with boto3 like any user would."""
 
-    def __init__(self, work: Path, logs: Path, name: str = "modelgate", changes: list[str] | None = None) -> None:
-        """``changes``: run ``experiments/serve_patched.py`` with these prototype changes instead."""
+    def __init__(self, work: Path, logs: Path, name: str = "modelgate") -> None:
         data = work / f"{name}-data"
         shutil.rmtree(data, ignore_errors=True)
         self.port = free_port()
@@ -133,12 +132,7 @@ class Modelgate:
             "MODELGATE_PORT": str(self.port),
             "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
         }
-        cmd = (
-            [PYTHON, str(BENCH / "experiments" / "serve_patched.py"), *changes]
-            if changes
-            else [PYTHON, "-m", "modelgate", "serve"]
-        )
-        self.proc = spawn(cmd, self.log, env)
+        self.proc = spawn([PYTHON, "-m", "modelgate", "serve"], self.log, env)
         wait_until(
             lambda: urllib.request.urlopen(self.url + "/healthz", timeout=2).status == 200,
             self.proc,
