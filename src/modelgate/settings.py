@@ -1,9 +1,17 @@
-"""Settings, read once from the environment (prefix ``MODELGATE_``) and passed down."""
+"""Settings, read once from the environment (prefix ``MODELGATE_``) and passed down.
+
+``MODELGATE_FAULT_CRASH_AT`` is a test-only fault-injection point, never to be set in production: the
+rollout controller sends SIGKILL to its own process at that point of a deployment, so that the tests
+can check kill -9 recovery at an exact moment (``traffic-shift``: right after a state whose actions
+change the traffic share was stored, before the share is published; ``traffic-shifted``: right after
+the share was published). See docs/architecture.md, "Guarded deployments", Restart.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +41,8 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     # Caps every deployment's MaximumExecutionTimeoutInSeconds (whose API minimum is 600 s): for tests and demos.
     max_rollout_execution_seconds: int | None = Field(default=None, gt=0)
+    # Test-only fault injection (see the module docstring): SIGKILL the server at this rollout point.
+    fault_crash_at: Literal["traffic-shift", "traffic-shifted"] | None = None
     allow_pip_install: bool = False
     # Multiplies each instance type's memory limit (an instance over it is stopped with a reason); tests use 0.01.
     memory_limit_scale: float = Field(default=1.0, gt=0)

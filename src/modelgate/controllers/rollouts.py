@@ -23,12 +23,20 @@ termination of blue finishes), the record is stored with the fleet sizes the rec
 those fleets are started (blue unless it is being terminated, green unless it is being stopped),
 the share is published, and the loop carries on. Traffic is never published onto a fleet before its
 instances pass ``/ping``.
+
+Fault injection (tests only). With ``MODELGATE_FAULT_CRASH_AT`` set (``Settings.fault_crash_at``, read
+once when the controller is built), the controller sends SIGKILL to its own process at that point of
+the first traffic shift it carries out: ``traffic-shift`` right after the state whose actions include
+a ``SetTrafficShare`` was stored and before the share is published, ``traffic-shifted`` right after
+the share was published. A real kill -9 at an exact point, so that recovery from it can be tested.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -55,6 +63,7 @@ from modelgate.rollout.contract import (
 from modelgate.rollout.machine import TERMINAL, RolloutState, advance, recover, start
 from modelgate.rollout.view import endpoint_view
 from modelgate.routing.table import EndpointRoute, VariantRoute
+from modelgate.settings import Settings
 
 if TYPE_CHECKING:
     from modelgate.controllers.endpoints import EndpointController
@@ -62,6 +71,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TICK = 0.2  # seconds between two looks at the world while nothing changes
+CRASH_BEFORE_SHIFT = "traffic-shift"  # fault injection: SIGKILL once a shift is stored, before it is published
+CRASH_AFTER_SHIFT = "traffic-shifted"  # fault injection: SIGKILL right after a shift is published
 _DEPLOYING = (EndpointStatus.UPDATING, EndpointStatus.ROLLING_BACK, EndpointStatus.UPDATE_ROLLBACK_FAILED)
 
 
@@ -82,11 +93,15 @@ class RolloutController:
         alarm_state: Callable[[str], str] | None,
         max_execution_seconds: int | None = None,
         tick: float = DEFAULT_TICK,
+        crash_at: str | None = None,
     ) -> None:
         self.ec = endpoints
         self.alarm_state = alarm_state
         self.max_execution_seconds = max_execution_seconds
         self.tick = tick
+        # Test-only fault injection. The composition root builds this controller without it, so the one
+        # setting is read here, once.
+        self.crash_at = crash_at if crash_at is not None else Settings().fault_crash_at
         self.live: dict[str, LiveDeployment] = {}
         self._missing_alarms: set[str] = set()
 
@@ -193,7 +208,18 @@ class RolloutController:
         live.record = live.record.with_actions(state, actions)
         self.ec.repo.save_deployment(live.record, self._with_status(name, state))
         for action in actions:
+            shift = isinstance(action, SetTrafficShare)
+            if shift:
+                self._fault(CRASH_BEFORE_SHIFT)
             await self._do(name, live, action)
+            if shift:
+                self._fault(CRASH_AFTER_SHIFT)
+
+    def _fault(self, point: str) -> None:
+        """Test-only fault injection (``MODELGATE_FAULT_CRASH_AT``): a real kill -9 of this server, here."""
+        if self.crash_at == point:
+            log.critical("MODELGATE_FAULT_CRASH_AT=%s: sending SIGKILL to the server (fault injection)", point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _with_status(self, name: str, state: RolloutState) -> Endpoint | None:
         """The endpoint with the status the state shows (RollingBack during a rolling rollback), if new."""
