@@ -25,7 +25,7 @@ REPEAT = 7
 
 class NoOp:
     def record_invocation(
-        self, endpoint: str, variant: str, status: int, model_latency_us: float, overhead_latency_us: float,
+        self, endpoint: str, variant: str, fleet: str, status: int, model_latency_us: float, overhead_latency_us: float,
         instance_count: int,
     ) -> None:
         return None
@@ -39,14 +39,16 @@ def best_ns(stmt: str, setup: str, env: dict[str, object]) -> float:
 def main() -> None:
     recorder = InvocationRecorder(MetricStore(), SystemClock())
     env: dict[str, object] = {"rec": recorder, "noop": NoOp()}
-    call = 'rec.record_invocation("ep", "blue", 200, 1234.5, 56.7, 2)'
+    call = 'rec.record_invocation("ep", "blue", "fleet-1", 200, 1234.5, 56.7, 2)'
     record = best_ns(call, "rec.drain()", env)
-    noop = best_ns('noop.record_invocation("ep", "blue", 200, 1234.5, 56.7, 2)', "pass", env)
+    noop = best_ns('noop.record_invocation("ep", "blue", "fleet-1", 200, 1234.5, 56.7, 2)', "pass", env)
 
     drains: list[float] = []
     for _ in range(REPEAT):
         for i in range(N):
-            recorder.record_invocation("ep", "blue", 500 if i % 50 == 0 else 200, 1000.0 + i % 977, 50.0, 2)
+            recorder.record_invocation(
+                "ep", "blue", "fleet-1", 500 if i % 50 == 0 else 200, 1000.0 + i % 977, 50.0, 2
+            )
         t = timeit.default_timer()
         recorder.drain()
         drains.append((timeit.default_timer() - t) / N * 1e9)

@@ -69,7 +69,11 @@ class RouterInvoker:
         result = await self.router.invoke(
             Invocation(endpoint_name, body, content_type, accept, None, target_variant, inference_id)
         )
+        self.router.record(result)  # the A/B API's answer is written later, by Starlette: not timed
         reply = result.reply
+        if reply is None:
+            assert result.error is not None
+            raise result.error
         return _Result(result.variant, reply.status, reply.body, reply.content_type or "application/octet-stream")
 
 

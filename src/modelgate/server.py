@@ -19,6 +19,7 @@ from modelgate.api.awsjson import JsonRpcService
 from modelgate.api.http import Request, Send, send_response
 from modelgate.api.runtime import RuntimeApi
 from modelgate.api.sagemaker import build as build_sagemaker
+from modelgate.api.timed_http import TimedHttpToolsProtocol
 from modelgate.artifacts.fetch import ArtifactCache
 from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
@@ -184,7 +185,7 @@ def serve(settings: Settings) -> None:
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            http="httptools",
+            http=TimedHttpToolsProtocol,
             lifespan="on",
             access_log=False,
             proxy_headers=False,

@@ -57,7 +57,8 @@ def test_put_metric_data_then_statistics(any_protocol_cw: Any) -> None:
 def test_invocations_sum_per_variant(server: LiveServer, cw: Any) -> None:
     for variant, n in (("blue", 37), ("green", 5)):
         for i in range(n):
-            server.system.recorder.record_invocation("ep", variant, 500 if i < 3 else 200, 800.0, 40.0, 2)
+            status = 500 if i < 3 else 200
+            server.system.recorder.record_invocation("ep", variant, "fleet-1", status, 800.0, 40.0, 2)
     for variant, n in (("blue", 37), ("green", 5)):
         dims = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": variant}]
         sums = {}
@@ -196,7 +197,7 @@ def test_alarm_api_round_trip(any_protocol_cw: Any) -> None:
 
 def test_raw_cbor_request(server: LiveServer) -> None:
     now = time.time()
-    server.system.recorder.record_invocation("ep", "blue", 200, 100.0, 10.0, 1)
+    server.system.recorder.record_invocation("ep", "blue", "fleet-1", 200, 100.0, 10.0, 1)
     body = cbor2.dumps({"Namespace": "AWS/SageMaker", "MetricName": "Invocations", "Dimensions": DIMS,
                         "StartTime": cbor2.CBORTag(1, int(now) - 600), "EndTime": cbor2.CBORTag(1, int(now) + 60),
                         "Period": 60, "Statistics": ["Sum"]})
@@ -244,7 +245,7 @@ def test_raw_query_request(server: LiveServer) -> None:
 
 
 def test_prometheus_metrics(server: LiveServer) -> None:
-    server.system.recorder.record_invocation("ep", "blue", 200, 100.0, 10.0, 1)
+    server.system.recorder.record_invocation("ep", "blue", "fleet-1", 200, 100.0, 10.0, 1)
     with urllib.request.urlopen(server.url + "/metrics") as resp:
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = resp.read().decode()
@@ -283,7 +284,7 @@ def test_alarm_goes_to_alarm_and_back_with_webhook(server: LiveServer, cw: Any, 
         start = time.monotonic()
         while time.monotonic() - start < limit:
             for _ in range(5):
-                server.system.recorder.record_invocation("ep", "blue", status, 900.0, 30.0, 1)
+                server.system.recorder.record_invocation("ep", "blue", "fleet-1", status, 900.0, 30.0, 1)
             if state() == until:
                 return time.monotonic() - start
             time.sleep(0.2)

@@ -57,7 +57,7 @@ class World:
 
     def invoke(self, status: int, n: int = 1) -> None:
         for _ in range(n):
-            self.recorder.record_invocation("ep", "blue", status, 1000.0, 10.0, 1)
+            self.recorder.record_invocation("ep", "blue", "fleet-1", status, 1000.0, 10.0, 1)
 
     def run_until(self, t: float, every: float = 0.5, status: int | None = None) -> None:
         while self.clock.now() < t:

@@ -37,7 +37,7 @@ def recorded(statuses: list[int], instances: int = 2) -> MetricStore:
     store = MetricStore()
     rec = InvocationRecorder(store, clock)
     for i, status in enumerate(statuses):
-        rec.record_invocation("ep", "blue", status, 1000.0 + i, 50.0, instances)
+        rec.record_invocation("ep", "blue", "fleet-1", status, 1000.0 + i, 50.0, instances)
     assert rec.pending == len(statuses)
     assert rec.drain() == len(statuses)
     assert rec.pending == 0
@@ -47,7 +47,7 @@ def recorded(statuses: list[int], instances: int = 2) -> MetricStore:
 def test_recording_is_deferred_until_drain() -> None:
     store = MetricStore()
     rec = InvocationRecorder(store, FakeClock(T0))
-    rec.record_invocation("ep", "blue", 200, 10.0, 1.0, 1)
+    rec.record_invocation("ep", "blue", "fleet-1", 200, 10.0, 1.0, 1)
     assert list(store.metrics()) == []
     rec.drain()
     assert stat(store, "Invocations", "Sum") == 1.0
@@ -83,7 +83,7 @@ def test_invocations_per_instance_follows_the_instance_count() -> None:
     store = MetricStore()
     rec = InvocationRecorder(store, FakeClock(T0))
     for instances in (1, 2, 4, 0):
-        rec.record_invocation("ep", "blue", 200, 1.0, 1.0, instances)
+        rec.record_invocation("ep", "blue", "fleet-1", 200, 1.0, 1.0, instances)
     rec.drain()
     assert stat(store, "InvocationsPerInstance", "Sum") == 1 + 0.5 + 0.25 + 1  # 0 instances counts as 1
     assert stat(store, "Invocations", "SampleCount") == 4.0
@@ -92,7 +92,7 @@ def test_invocations_per_instance_follows_the_instance_count() -> None:
 def test_negative_latency_means_not_measured() -> None:
     store = MetricStore()
     rec = InvocationRecorder(store, FakeClock(T0))
-    rec.record_invocation("ep", "blue", 503, -1.0, -1.0, 1)
+    rec.record_invocation("ep", "blue", "fleet-1", 503, -1.0, -1.0, 1)
     rec.drain()
     assert stat(store, "Invocations", "Sum") == 1.0
     assert stat(store, "ModelLatency", "SampleCount") is None
@@ -101,7 +101,7 @@ def test_negative_latency_means_not_measured() -> None:
 def test_full_queue_drops_and_counts() -> None:
     rec = InvocationRecorder(MetricStore(), FakeClock(T0), max_pending=3)
     for _ in range(5):
-        rec.record_invocation("ep", "blue", 200, 1.0, 1.0, 1)
+        rec.record_invocation("ep", "blue", "fleet-1", 200, 1.0, 1.0, 1)
     assert (rec.pending, rec.dropped) == (3, 2)
 
 
@@ -172,7 +172,7 @@ def test_system_flushes_without_stop(tmp_path: Path) -> None:
         system = MetricsSystem(engine, clock, list, "123456789012", "us-east-1", poster=FakePoster(),
                                options=MetricsOptions(drain_interval=0.05, flush_interval=0.2))
         await system.start()
-        system.recorder.record_invocation("ep", "blue", 200, 5.0, 1.0, 1)
+        system.recorder.record_invocation("ep", "blue", "fleet-1", 200, 5.0, 1.0, 1)
         await asyncio.sleep(0.6)
         for task in system._tasks:  # abandon the system as a crash would: no stop(), no final flush
             task.cancel()
@@ -216,7 +216,7 @@ def test_prometheus_text() -> None:
 def test_prometheus_label_escaping() -> None:
     store = MetricStore()
     rec = InvocationRecorder(store, FakeClock(T0))
-    rec.record_invocation('we"ird\\ep', "v\n1", 200, 1.0, 1.0, 1)
+    rec.record_invocation('we"ird\\ep', "v\n1", "fleet-1", 200, 1.0, 1.0, 1)
     rec.drain()
     text = prometheus.render(store, [], 0, T0).decode()
     assert 'modelgate_invocations_total{endpoint="we\\"ird\\\\ep",variant="v\\n1"} 1' in text

@@ -18,6 +18,10 @@ from modelgate.routing.router import Invocation, Router
 
 log = logging.getLogger(__name__)
 
+# The scope key under which the HTTP server puts ``time.perf_counter()`` at the request's first byte
+# (modelgate.api.timed_http); without it, time starts when the request reaches this handler.
+ARRIVED = "modelgate.arrived"
+
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ASCII = re.compile(r"^[\x00-\x7f]*$")
 _INFERENCE_ID = re.compile(r"^\S[\S ]{0,63}$")
@@ -35,7 +39,8 @@ class RuntimeApi:
     async def handle(
         self, scope: dict[str, object], receive: Receive, send: Send, name: str, action: str
     ) -> None:
-        started = time.perf_counter()
+        arrived = scope.get(ARRIVED)
+        started = arrived if isinstance(arrived, float) else time.perf_counter()
         try:
             if action != "invocations":
                 raise ValidationError(
@@ -53,13 +58,18 @@ class RuntimeApi:
             await send_error(send, InternalFailure("An internal error occurred while invoking the endpoint."))
             return
         reply = result.reply
-        headers = [
-            (b"content-type", (reply.content_type or "application/octet-stream").encode("latin-1")),
-            (b"x-amzn-invoked-production-variant", result.variant.encode()),
-        ]
-        if reply.custom_attributes is not None:
-            headers.append((b"x-amzn-sagemaker-custom-attributes", reply.custom_attributes.encode("latin-1")))
-        await send_response(send, 200, reply.body, headers)
+        if reply is None:
+            assert result.error is not None
+            await send_error(send, result.error)
+        else:
+            headers = [
+                (b"content-type", (reply.content_type or "application/octet-stream").encode("latin-1")),
+                (b"x-amzn-invoked-production-variant", result.route.name.encode()),
+            ]
+            if reply.custom_attributes is not None:
+                headers.append((b"x-amzn-sagemaker-custom-attributes", reply.custom_attributes.encode("latin-1")))
+            await send_response(send, 200, reply.body, headers)
+        self.router.record(result)
 
     def _parse(self, request: Request, name: str) -> Invocation:
         if not _NAME.match(name):

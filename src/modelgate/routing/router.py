@@ -21,6 +21,7 @@ class InvocationRecorder(Protocol):
         self,
         endpoint: str,
         variant: str,
+        fleet: str,
         status: int,
         model_latency_us: float,
         overhead_latency_us: float,
@@ -33,6 +34,7 @@ class NullRecorder:
         self,
         endpoint: str,
         variant: str,
+        fleet: str,
         status: int,
         model_latency_us: float,
         overhead_latency_us: float,
@@ -52,10 +54,39 @@ class Invocation:
     inference_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class InvocationResult:
-    variant: str
-    reply: Reply
+    """What the router got: ``reply`` (status < 300) or ``error``, and what :meth:`Router.record` needs.
+
+    Not a dataclass: one is made per request, and slots with a plain ``__init__`` are the cheapest.
+    """
+
+    __slots__ = ("endpoint", "error", "fleet", "forwarded", "replied", "reply", "route", "started", "status")
+
+    def __init__(
+        self,
+        endpoint: str,
+        route: VariantRoute,
+        fleet: str,
+        status: int,
+        reply: Reply | None,
+        error: ModelError | None,
+        started: float,
+        forwarded: float,
+        replied: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.route = route
+        self.fleet = fleet
+        self.status = status
+        self.reply = reply
+        self.error = error
+        self.started = started
+        self.forwarded = forwarded
+        self.replied = replied
+
+    @property
+    def variant(self) -> str:
+        return self.route.name
 
 
 class Router:
@@ -115,6 +146,12 @@ class Router:
         return instances[choose_least_outstanding([i.outstanding for i in instances], self._random())]
 
     async def invoke(self, inv: Invocation, started: float | None = None) -> InvocationResult:
+        """Route and forward one request.
+
+        Raises for what is refused before a variant is chosen (unknown endpoint or variant, no healthy
+        instance); anything the instance did comes back in the result, answered or as ``error``, to be
+        sent and then passed to :meth:`record`, so that ``OverheadLatency`` covers writing the answer.
+        """
         t0 = started if started is not None else time.perf_counter()
         route = self.table.get(inv.endpoint)
         if route is None:
@@ -132,38 +169,48 @@ class Router:
             headers["X-Amzn-SageMaker-Inference-Id"] = inv.inference_id
         instance.outstanding += 1
         t1 = time.perf_counter()
+        error: ModelError | None = None
+        reply: Reply | None = None
         try:
             reply = await self.client.invoke(instance.base_url, inv.body, headers)
+            status = reply.status
+            if status >= 300:
+                error = self._model_error(inv.endpoint, variant.name, status, reply.body.decode("utf-8", "replace"))
+                reply = None
         except InstanceUnreachable as exc:
-            self._record(inv.endpoint, variant, 500, t0, t1)
-            raise self._model_error(
-                inv.endpoint,
-                variant.name,
-                500,
-                f"Instance {instance.id} stopped before answering ({exc}).",
-            ) from exc
-        except InstanceTimeout as exc:
-            self._record(inv.endpoint, variant, 504, t0, t1)
-            raise self._model_error(
-                inv.endpoint,
-                variant.name,
-                504,
-                f"Instance {instance.id} did not answer within the invocation timeout.",
-            ) from exc
+            status = 500
+            error = self._model_error(
+                inv.endpoint, variant.name, status, f"Instance {instance.id} stopped before answering ({exc})."
+            )
+        except InstanceTimeout:
+            status = 504
+            message = f"Instance {instance.id} did not answer within the invocation timeout."
+            error = self._model_error(inv.endpoint, variant.name, status, message)
         finally:
             instance.outstanding -= 1
-        self._record(inv.endpoint, variant, reply.status, t0, t1)
-        if reply.status >= 300:
-            message = reply.body.decode("utf-8", "replace")
-            raise self._model_error(inv.endpoint, variant.name, reply.status, message)
-        return InvocationResult(variant.name, reply)
+        return InvocationResult(
+            inv.endpoint, variant, instance.fleet, status, reply, error, t0, t1, time.perf_counter()
+        )
 
-    def _record(self, endpoint: str, variant: VariantRoute, status: int, t0: float, t1: float) -> None:
-        t2 = time.perf_counter()
-        model_us = (t2 - t1) * 1e6
-        total_us = (t2 - t0) * 1e6
+    def record(self, result: InvocationResult, finished: float | None = None) -> None:
+        """Record a routed request once its answer is written (``finished``, default now).
+
+        ModelLatency is from the request's first byte written to the instance to its answer's last
+        byte read; OverheadLatency is the rest of the time from the request's arrival (``started``)
+        to ``finished``.
+        """
+        t_end = finished if finished is not None else time.perf_counter()
+        model_us = (result.replied - result.forwarded) * 1e6
+        overhead_us = (t_end - result.started) * 1e6 - model_us
+        route = result.route
         self.recorder.record_invocation(
-            endpoint, variant.name, status, model_us, max(0.0, total_us - model_us), variant.instance_count
+            result.endpoint,
+            route.name,
+            result.fleet,
+            result.status,
+            model_us,
+            overhead_us if overhead_us > 0.0 else 0.0,
+            route.instance_count,
         )
 
     def _model_error(self, endpoint: str, variant: str, status: int, message: str) -> ModelError:

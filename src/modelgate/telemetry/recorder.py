@@ -32,9 +32,25 @@ from dataclasses import dataclass
 
 from modelgate.clock import Clock, SystemClock
 from modelgate.telemetry.model import SAGEMAKER_NAMESPACE, MetricId
+from modelgate.telemetry.sketch import bucket_key
 from modelgate.telemetry.store import MetricStore, Series
 
-_Pending = tuple[float, str, str, int, float, float, int]
+_Pending = tuple[float, str, str, str, int, float, float, int]
+
+
+class FleetTally:
+    """Requests to one fleet since the last :meth:`InvocationRecorder.take_fleet`: for comparing fleets.
+
+    ``errors`` counts answers with a status of 400 or more (the model's 4XX or 5XX); ``latency`` maps
+    a DDSketch bucket key (:func:`modelgate.telemetry.sketch.bucket_key`) of ModelLatency to a count.
+    """
+
+    __slots__ = ("errors", "latency", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.latency: dict[int, float] = {}
 
 
 class _Batch:
@@ -69,6 +85,7 @@ class InvocationRecorder:
         self._pending: deque[_Pending] = deque()
         self._limit = max_pending
         self._variants: dict[tuple[str, str], _VariantSeries] = {}
+        self._watched: dict[str, FleetTally] = {}  # fleet id -> tally, for the rollout comparison
         # Samples refused because the queue was full (the drain task is stuck): a named, counted loss.
         self.dropped = 0
 
@@ -76,6 +93,7 @@ class InvocationRecorder:
         self,
         endpoint: str,
         variant: str,
+        fleet: str,
         status: int,
         model_latency_us: float,
         overhead_latency_us: float,
@@ -85,7 +103,25 @@ class InvocationRecorder:
         if len(pending) >= self._limit:
             self.dropped += 1
             return
-        pending.append((self._now(), endpoint, variant, status, model_latency_us, overhead_latency_us, instance_count))
+        pending.append(
+            (self._now(), endpoint, variant, fleet, status, model_latency_us, overhead_latency_us, instance_count)
+        )
+
+    def watch_fleet(self, fleet: str) -> None:
+        """Tally this fleet's requests from the next drain on (idempotent)."""
+        self._watched.setdefault(fleet, FleetTally())
+
+    def unwatch_fleet(self, fleet: str) -> None:
+        self._watched.pop(fleet, None)
+
+    def take_fleet(self, fleet: str) -> FleetTally:
+        """Drain, then return the fleet's tally since the last take and start a new one."""
+        self.drain()
+        tally = self._watched.get(fleet)
+        if tally is None:
+            return FleetTally()
+        self._watched[fleet] = FleetTally()
+        return tally
 
     @property
     def pending(self) -> int:
@@ -101,8 +137,18 @@ class InvocationRecorder:
         n = len(pending)
         pop = pending.popleft
         batches: dict[tuple[str, str, int], _Batch] = {}
+        watched = self._watched
         for _ in range(n):
-            ts, endpoint, variant, status, model_us, overhead_us, instances = pop()
+            ts, endpoint, variant, fleet, status, model_us, overhead_us, instances = pop()
+            if watched:
+                tally = watched.get(fleet)
+                if tally is not None:
+                    tally.requests += 1
+                    if status >= 400:
+                        tally.errors += 1
+                    if model_us >= 0.0:
+                        k = bucket_key(model_us)
+                        tally.latency[k] = tally.latency.get(k, 0.0) + 1.0
             key = (endpoint, variant, int(ts))
             b = batches.get(key)
             if b is None:

@@ -26,6 +26,12 @@ _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN = _MAPPING.min_possible
 _key = _MAPPING.key
 _value = _MAPPING.value
+ZERO_KEY = -(2**62)  # below every bucket key: where bucket_key puts values too small for the mapping
+
+
+def bucket_key(value: float) -> int:
+    """The bucket of a nonnegative value; keys are ordered as the values are (rank tests rely on it)."""
+    return _key(value) if value > _MIN else ZERO_KEY
 
 
 class _Bins:

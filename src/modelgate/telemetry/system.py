@@ -2,7 +2,7 @@
 
     system = MetricsSystem(engine, clock, list_instances, account_id, region)
     await system.start()                     # loads persisted metrics and alarms, starts the loops
-    router.recorder = system.recorder        # record_invocation(endpoint, variant, status,
+    router.recorder = system.recorder        # record_invocation(endpoint, variant, fleet, status,
                                              #   model_latency_us, overhead_latency_us, instance_count)
     json_services["GraniteServiceVersion20100801"] = system.cloudwatch        # JSON 1.0 (boto3 today)
     Route("POST", "/service/GraniteServiceVersion20100801/operation/", system.handle_cbor, prefix=True)
