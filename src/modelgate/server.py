@@ -24,8 +24,10 @@ from modelgate.artifacts.fetch import ArtifactCache
 from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.controllers.fleets import FleetManager
+from modelgate.controllers.rollout_judge import RolloutJudge
 from modelgate.domain.arns import ArnBuilder
 from modelgate.experiments.events import EventFilter
+from modelgate.rollout.compare import ComparisonConfig
 from modelgate.routing.router import Router
 from modelgate.routing.table import RoutingTable
 from modelgate.runtime.client import InstanceClient
@@ -109,6 +111,15 @@ def build(settings: Settings) -> Server:
         max_rollout_seconds=settings.max_rollout_execution_seconds,
     )
     controller_ref.append(controller)
+    judge = RolloutJudge(
+        controller.rollouts,
+        table,
+        metrics.recorder,
+        metrics.metrics,
+        clock,
+        ComparisonConfig(alpha=settings.rollout_comparison_alpha),
+        settings.rollout_comparison_interval_seconds,
+    )
     control = ControlPlane(repo, controller, arns, clock)
     experiments = Experiments(
         engine, router, control, controller, metrics.metrics, clock,
@@ -141,8 +152,8 @@ def build(settings: Settings) -> Server:
         await metrics.start()
         await controller.start()
         await experiments.start()
-        watchdog = asyncio.create_task(fleets.watch_memory())
-        background.add(watchdog)
+        background.add(asyncio.create_task(fleets.watch_memory()))
+        background.add(asyncio.create_task(judge.run()))
         for hook in server.after_start:
             task = asyncio.create_task(hook())
             background.add(task)

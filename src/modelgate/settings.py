@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_rollout_execution_seconds: int | None = Field(default=None, gt=0)
     # Test-only fault injection (see the module docstring): SIGKILL the server at this rollout point.
     fault_crash_at: Literal["traffic-shift", "traffic-shifted"] | None = None
+    # The green-vs-blue comparison during deployments (controllers/rollout_judge.py): how often it looks
+    # (each look is one interval of the sequential test) and its false-alarm bound for an A/A update.
+    rollout_comparison_interval_seconds: float = Field(default=10.0, gt=0)
+    rollout_comparison_alpha: float = Field(default=0.05, gt=0, lt=1)
     allow_pip_install: bool = False
     # Multiplies each instance type's memory limit (an instance over it is stopped with a reason); tests use 0.01.
     memory_limit_scale: float = Field(default=1.0, gt=0)

@@ -115,8 +115,7 @@ class InvocationRecorder:
         self._watched.pop(fleet, None)
 
     def take_fleet(self, fleet: str) -> FleetTally:
-        """Drain, then return the fleet's tally since the last take and start a new one."""
-        self.drain()
+        """The fleet's tally since the last take (as of the last drain); a new one starts."""
         tally = self._watched.get(fleet)
         if tally is None:
             return FleetTally()

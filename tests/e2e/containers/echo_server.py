@@ -11,12 +11,14 @@ $ECHO_ALLOCATE_MB=<n> holds n MiB from the start.
 $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
 $ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
+$ECHO_ERROR_RATE=<p> answers an invocation with status 500 with probability p (a flaky model).
 $ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (shared by instances).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +61,9 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(f"{os.getpid()}\n")
         if (always := os.environ.get("ECHO_ALWAYS_STATUS")) is not None:
             self._answer(int(always), f"the model always fails with status {always}".encode())
+            return
+        if random.random() < float(os.environ.get("ECHO_ERROR_RATE", "0")):
+            self._answer(500, b"the model failed at random")
             return
         if text.startswith("status:"):
             code = int(text.split(":", 1)[1])
