@@ -53,6 +53,26 @@ def test_recording_is_deferred_until_drain() -> None:
     assert stat(store, "Invocations", "Sum") == 1.0
 
 
+def test_fleet_tallies_count_only_watched_fleets_since_the_last_take() -> None:
+    rec = InvocationRecorder(MetricStore(), FakeClock(T0))
+    rec.record_invocation("ep", "blue", "green#1", 200, 10.0, 1.0, 2)  # before watching: not tallied
+    rec.drain()
+    rec.watch_fleet("green#1")
+    for status, latency in [(200, 10.0), (500, 20.0), (404, 20.0), (200, -1.0)]:
+        rec.record_invocation("ep", "blue", "green#1", status, latency, 1.0, 2)
+    rec.record_invocation("ep", "blue", "blue", 500, 10.0, 1.0, 2)  # another fleet, not watched
+    rec.drain()
+    tally = rec.take_fleet("green#1")
+    assert (tally.requests, tally.errors) == (4, 2)  # status >= 400 counts, 4XX too
+    assert sorted(tally.latency.values()) == [1.0, 2.0]  # 10 us once, 20 us twice; -1 (not measured) skipped
+    assert rec.take_fleet("green#1").requests == 0  # a take starts a new tally
+    assert rec.take_fleet("blue").requests == 0
+    rec.unwatch_fleet("green#1")
+    rec.record_invocation("ep", "blue", "green#1", 200, 10.0, 1.0, 2)
+    rec.drain()
+    assert rec.take_fleet("green#1").requests == 0
+
+
 @pytest.mark.parametrize(
     ("status", "e4xx", "e5xx"),
     [(200, 0.0, 0.0), (204, 0.0, 0.0), (400, 1.0, 0.0), (404, 1.0, 0.0), (424, 1.0, 0.0), (429, 1.0, 0.0),
