@@ -24,6 +24,18 @@ those fleets are started (blue unless it is being terminated, green unless it is
 the share is published, and the loop carries on. Traffic is never published onto a fleet before its
 instances pass ``/ping``.
 
+UpdateRollbackFailed, then UpdateEndpoint. A failed rolling rollback keeps its ``LiveDeployment``
+(both fleets serve, with its share). When another update is accepted there, :meth:`run` first
+consolidates (:func:`~modelgate.rollout.machine.consolidate`): the endpoint's variants and the new
+record's blue targets become the old instances that serve now (stored first), the route sends all
+traffic to them, and the failed update's fleets (``retiring`` while they drain) are drained and
+stopped; no old instance is started, since that is what failed. The new deployment then begins from
+there like any other, so its rollback returns the endpoint to InService on the old config at that
+size. A variant with no old instance serving cannot be consolidated: the failed deployment's record
+and the endpoint's UpdateRollbackFailed status are stored back, with a FailureReason that says so. A
+restart before the consolidation is stored restores the old config at the record's blue targets
+(the failed update's instances, reaped like every other, are not brought back).
+
 Fault injection (tests only). With ``MODELGATE_FAULT_CRASH_AT`` set (``Settings.fault_crash_at``, read
 once when the controller is built), the controller sends SIGKILL to its own process at that point of
 the first traffic shift it carries out: ``traffic-shift`` right after the state whose actions include
@@ -60,7 +72,16 @@ from modelgate.rollout.contract import (
     StopGreen,
     VariantInstances,
 )
-from modelgate.rollout.machine import TERMINAL, RolloutState, advance, recover, start
+from modelgate.rollout.machine import (
+    TERMINAL,
+    Phase,
+    RolloutState,
+    advance,
+    consolidate,
+    not_consolidated_reason,
+    recover,
+    start,
+)
 from modelgate.rollout.view import endpoint_view
 from modelgate.routing.table import EndpointRoute, VariantRoute
 from modelgate.settings import Settings
@@ -84,6 +105,7 @@ class LiveDeployment:
     green: dict[str, Fleet] = field(default_factory=dict)  # variant -> green fleet
     share: dict[str, float] = field(default_factory=dict)  # variant -> share of its traffic on green
     failure: dict[FleetRole, str] = field(default_factory=dict)  # why a fleet could not reach its size
+    retiring: dict[str, Fleet] = field(default_factory=dict)  # a failed update's fleets, draining (consolidation)
 
 
 class RolloutController:
@@ -108,11 +130,16 @@ class RolloutController:
     # --- entry points (each runs as the endpoint's operation) ------------------------------------
 
     async def run(self, name: str) -> None:
-        """A deployment the service has just stored: plan it, then drive it to the end."""
+        """A deployment the service has just stored: plan it, then drive it to the end. Accepted on an
+        endpoint in UpdateRollbackFailed, it first consolidates onto the old instances that serve."""
         dep = self.ec.repo.get_deployment(name)
         if dep is None:
             return
-        live = self.live[name] = LiveDeployment(dep)
+        failed = self.live.get(name)
+        live = LiveDeployment(dep)
+        if failed is not None and _rollback_failed(failed) and not await self._consolidate(name, live, failed):
+            return
+        self.live[name] = live
         await self._begin(name, live)
 
     async def resume(self, name: str) -> None:
@@ -144,11 +171,18 @@ class RolloutController:
         """DeleteEndpoint: stop the green fleets (the record goes with the endpoint's)."""
         live = self.live.pop(name, None)
         if live is not None:
-            await asyncio.gather(*(self.ec.fm.stop_all(f) for f in live.green.values()))
+            fleets = [*live.green.values(), *live.retiring.values()]
+            await asyncio.gather(*(self.ec.fm.stop_all(f) for f in fleets))
 
     def green_fleets(self) -> list[tuple[str, str, Fleet]]:
-        """(endpoint, variant, fleet) of every green fleet, for shutdown and the metrics sampler."""
-        return [(name, v, f) for name, live in self.live.items() for v, f in live.green.items()]
+        """(endpoint, variant, fleet) of every fleet this controller runs (green, and a failed update's
+        while it is retired), for shutdown and the metrics sampler."""
+        return [
+            (name, v, f)
+            for name, live in self.live.items()
+            for fleets in (live.green, live.retiring)
+            for v, f in fleets.items()
+        ]
 
     def routes(self, ep: Endpoint, blue: Mapping[str, Fleet]) -> tuple[VariantRoute, ...] | None:
         """The endpoint's variants with blue and green fleets and their shares; None: no deployment."""
@@ -161,6 +195,8 @@ class RolloutController:
             return None
         blue = self.ec.fleets.get(name, {})
         live = self.live.get(name)
+        if live is not None and _superseded(live, ep):
+            live = None  # UpdateRollbackFailed, then UpdateEndpoint: the new update is not picked up yet
         if live is not None:
             return describe_deployment(ep, live.record, blue, live.green, live.share)
         dep = self.ec.repo.get_deployment(name)  # stored, not picked up yet (or just restarted)
@@ -176,6 +212,59 @@ class RolloutController:
         return True
 
     # --- the loop ----------------------------------------------------------------------------------
+
+    async def _consolidate(self, name: str, live: LiveDeployment, failed: LiveDeployment) -> bool:
+        """UpdateEndpoint on UpdateRollbackFailed: all traffic onto the old instances that serve, the failed
+        update's fleets drained and stopped; False (UpdateRollbackFailed again) when a variant has none."""
+        ep, now = self.ec.endpoints[name], self.ec.clock.now()
+        blue = self.ec.fleets.get(name, {})
+        plan = consolidate({v.variant_name: _healthy(blue.get(v.variant_name)) for v in ep.variants})
+        if not plan.possible:  # the failed deployment is stored back, with this reason
+            reason = not_consolidated_reason(ep.config_name, plan.missing)
+            assert failed.record.state is not None
+            failed.record = failed.record.model_copy(
+                update={"state": failed.record.state.model_copy(update={"reason": reason})}
+            )
+            back = ep.model_copy(
+                update={
+                    "status": EndpointStatus.UPDATE_ROLLBACK_FAILED,
+                    "failure_reason": reason,
+                    "deployment_config": failed.record.deployment_config,
+                    "last_modified_time": now,
+                }
+            )
+            self.ec.endpoints[name] = back
+            self.ec.repo.save_deployment(failed.record, back)
+            self.ec.publish(name)
+            log.warning("update of %s not started: %s", name, reason)
+            return False
+        counts = plan.blue
+        ep = ep.model_copy(
+            update={
+                "variants": tuple(
+                    v.model_copy(
+                        update={
+                            "current_instance_count": counts[v.variant_name],
+                            "desired_instance_count": counts[v.variant_name],
+                        }
+                    )
+                    for v in ep.variants
+                ),
+                "last_modified_time": now,
+            }
+        )
+        live.record = live.record.model_copy(update={"blue_targets": counts})
+        live.retiring = failed.green
+        self.ec.endpoints[name] = ep
+        self.ec.repo.save_deployment(live.record, ep)  # written first: a restart restores exactly this
+        self.live[name] = live
+        self.ec.publish(name)  # no share on green: the old instances take all the traffic
+        for v, fleet in blue.items():
+            fleet.desired = counts.get(v, fleet.desired)  # no more attempts to start old instances
+        await asyncio.gather(*(self.ec.fm.stop_all(f) for f in failed.green.values()))
+        live.retiring = {}
+        log.info("%s: consolidated onto %s instance(s) of %s", name, counts, ep.config_name)
+        return True
 
     async def _begin(self, name: str, live: LiveDeployment) -> None:
         dep, ep = live.record, self.ec.endpoints[name]
@@ -314,11 +403,14 @@ class RolloutController:
             "last_modified_time": now,
         }
         if finish.outcome is Outcome.ROLLBACK_FAILED:  # both fleets keep serving; the record stays
-            live.record = dep.with_actions(state, [])
+            # with the old instances that do serve (the batch that failed to start is not there to restore)
+            serving = {v: f.healthy_count for v, f in self.ec.fleets.get(name, {}).items()}
+            live.record = dep.with_actions(state, []).model_copy(update={"blue_targets": serving})
             ep = ep.model_copy(update=update)
             self.ec.endpoints[name] = ep
             self.ec.repo.save_deployment(live.record, ep)
             self.ec.publish(name)
+            log.warning("deployment of %s to %s: ROLLBACK_FAILED: %s", name, dep.config.name, ep.failure_reason)
             return
         if finish.outcome is Outcome.SUCCEEDED:
             update |= {
@@ -364,6 +456,19 @@ class RolloutController:
             await self._scale(name, live, FleetRole.GREEN, green, retry=True)
         self.ec.publish(name)
         return True
+
+
+def _rollback_failed(live: LiveDeployment) -> bool:
+    return live.record.state is not None and live.record.state.phase is Phase.ROLLBACK_FAILED
+
+
+def _superseded(live: LiveDeployment, ep: Endpoint) -> bool:
+    """Whether ``live`` is a failed rolling rollback that an accepted UpdateEndpoint is about to replace."""
+    return _rollback_failed(live) and ep.status != EndpointStatus.UPDATE_ROLLBACK_FAILED
+
+
+def _healthy(fleet: Fleet | None) -> int:
+    return 0 if fleet is None else fleet.healthy_count
 
 
 def _fleet_view(fleets: Mapping[str, Fleet], failure: str | None) -> FleetView:

@@ -38,6 +38,14 @@ FailureReason that names them. Blue/green rolls back at once (all traffic to blu
 a rolling update rolls back in batches of ``RollbackMaximumBatchSize`` and, if old instances fail to
 start, ends ROLLBACK_FAILED (``UpdateRollbackFailed``). Once blue is being terminated after the last
 bake (the point of no return), the deployment only finishes.
+
+After ROLLBACK_FAILED the endpoint serves a mix: old instances (blue) and the failed update's new ones
+(green), both carrying traffic. Another UpdateEndpoint is the remedy; :func:`consolidate` decides
+what it starts from. The new deployment first finishes the failed rollback as far as it can without
+starting any old instance (starting them is what failed): all traffic goes to the old instances that
+serve, the failed update's instances are drained and stopped, and the new deployment is an ordinary
+one whose blue is those old instances. If a variant has no old instance serving, there is nothing to
+consolidate onto and the new deployment does not start (the endpoint stays UpdateRollbackFailed).
 """
 
 from __future__ import annotations
@@ -139,6 +147,16 @@ def green_failure_reason(failure: str) -> str:
 RESTART_REASON = "Deployment rolled back: the server restarted while traffic was shifted to the new fleet."
 
 
+def not_consolidated_reason(config_name: str, variants: Sequence[str]) -> str:
+    names = ", ".join(variants)
+    return _cap(
+        f"The update was not started: no instance of endpoint config {config_name} serves production "
+        f"variant(s) {names}, so the instances of the update that failed to roll back cannot be retired. "
+        "The endpoint still serves a mix of the old and new endpoint configurations; delete it and create "
+        "it again."
+    )
+
+
 def _cap(text: str) -> str:
     return text if len(text) <= FAILURE_REASON_MAX else text[: FAILURE_REASON_MAX - 3] + "..."
 
@@ -166,6 +184,24 @@ def start(
         green_share=dict.fromkeys(green, 0.0),
     )
     return state, _entry_actions(state)
+
+
+class Consolidation(_Frozen):
+    """Where an UpdateEndpoint on an UpdateRollbackFailed endpoint starts from (see the module docstring)."""
+
+    blue: dict[str, int]  # per variant, the old instances the new deployment starts from (its blue)
+    missing: tuple[str, ...] = ()  # variants with no old instance serving: the new deployment cannot start
+
+    @property
+    def possible(self) -> bool:
+        return not self.missing
+
+
+def consolidate(old_serving: Mapping[str, int]) -> Consolidation:
+    """The old config's instances that serve now (per variant, healthy) become the whole of blue: all
+    traffic moves onto them and the failed update's instances are stopped. No instance is started."""
+    missing = tuple(v for v, n in old_serving.items() if n < 1)
+    return Consolidation(blue={v: max(0, n) for v, n in old_serving.items()}, missing=missing)
 
 
 def advance(state: RolloutState, obs: Observation, now: float) -> Step:

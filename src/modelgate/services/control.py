@@ -32,7 +32,7 @@ from modelgate.errors import ResourceLimitExceeded, ValidationException
 from modelgate.rollout.config import DeploymentConfig
 from modelgate.runtime.images import resolve_image
 from modelgate.services.listing import ListQuery, page
-from modelgate.services.updates import UpdateRequest, check_updatable, prepare_update
+from modelgate.services.updates import UpdateRequest, check_deployable, check_updatable, prepare_update
 from modelgate.store.repo import Repository
 
 MAX_TAGS = 50
@@ -210,7 +210,7 @@ class ControlPlane:
     def update_endpoint(self, name: str, request: UpdateRequest) -> Endpoint:
         """Deploy another endpoint config (blue/green or rolling, guarded by alarms; controllers/rollouts.py)."""
         ep = self.describe_endpoint(name)
-        check_updatable(ep)
+        check_deployable(ep)
         config = self.describe_endpoint_config(request.config_name)
         models = []
         for v in config.production_variants:

@@ -3,8 +3,11 @@ the deployment to store. Pure: the caller looks the resources up and stores the 
 
 Decisions where SageMaker is silent (docs/architecture.md, "Guarded deployments"):
 
-- only an InService endpoint can be updated (Failed: only DeleteEndpoint; any other status: "Cannot
-  update in-progress endpoint");
+- UpdateEndpoint is accepted on an InService endpoint and, as the remedy SageMaker names, on one in
+  UpdateRollbackFailed (a rolling rollback stopped half way: it serves a mix of the old and the new
+  config); the rollout controller then first consolidates onto the old config's instances that serve
+  (``controllers/rollouts.py``). UpdateEndpointWeightsAndCapacities needs InService. Failed: only
+  DeleteEndpoint; any other status: "Cannot update in-progress endpoint";
 - a DeploymentConfig given with RetainDeploymentConfig=true wins; RetainDeploymentConfig with nothing
   to retain is refused rather than silently deploying without guardrails;
 - every rollback alarm must exist when the update is accepted (a guard that cannot be read is no guard);
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from modelgate.domain.deployments import Deployment
 from modelgate.domain.resources import Endpoint, EndpointConfig, EndpointStatus, Model, VariantState
@@ -33,17 +37,40 @@ class UpdateRequest:
     exclude_retained: tuple[str, ...] = ()  # VariantPropertyType values
 
 
+DEPLOYABLE = (EndpointStatus.IN_SERVICE, EndpointStatus.UPDATE_ROLLBACK_FAILED)  # UpdateEndpoint accepted
+
+
 def check_updatable(ep: Endpoint) -> None:
+    """UpdateEndpointWeightsAndCapacities: only on an InService endpoint."""
+    _refuse_failed(ep)
+    if ep.status == EndpointStatus.UPDATE_ROLLBACK_FAILED:
+        raise ValidationException(
+            f'Cannot update the weights and capacities of endpoint "{ep.arn}" in status UpdateRollbackFailed: '
+            "it serves a mix of two endpoint configs. Call UpdateEndpoint with the endpoint config to serve."
+        )
+    if ep.status != EndpointStatus.IN_SERVICE:
+        _refuse_in_progress(ep)
+
+
+def check_deployable(ep: Endpoint) -> None:
+    """UpdateEndpoint: on an InService endpoint, or on one in UpdateRollbackFailed (the remedy)."""
+    _refuse_failed(ep)
+    if ep.status not in DEPLOYABLE:
+        _refuse_in_progress(ep)
+
+
+def _refuse_failed(ep: Endpoint) -> None:
     if ep.status == EndpointStatus.FAILED:
         raise ValidationException(
             f'Cannot update endpoint "{ep.arn}" because it is in status Failed; only DeleteEndpoint is '
             "allowed on a failed endpoint."
         )
-    if ep.status != EndpointStatus.IN_SERVICE:
-        raise ValidationException(
-            f'Cannot update in-progress endpoint "{ep.arn}" (status {ep.status.value}); wait until it is '
-            "InService."
-        )
+
+
+def _refuse_in_progress(ep: Endpoint) -> NoReturn:
+    raise ValidationException(
+        f'Cannot update in-progress endpoint "{ep.arn}" (status {ep.status.value}); wait until it is InService.'
+    )
 
 
 def prepare_update(
@@ -55,8 +82,11 @@ def prepare_update(
     deployment_id: str,
     alarm_exists: Callable[[str], bool],
 ) -> tuple[Endpoint, Deployment]:
-    """The endpoint (Updating) and the deployment to store together; raises ValidationException."""
-    check_updatable(ep)
+    """The endpoint (Updating) and the deployment to store together; raises ValidationException.
+
+    On UpdateRollbackFailed the deployment is prepared as on InService (blue: the old config's variants
+    and counts); the controller sizes blue from what serves when it consolidates."""
+    check_deployable(ep)
     deployment = _deployment_config(ep, req)
     variants = _green_variants(ep, config, req)
     validate_deployment(
