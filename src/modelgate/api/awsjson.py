@@ -1,6 +1,7 @@
 """The AWS JSON 1.0/1.1 RPC protocol: ``POST /`` with ``X-Amz-Target: <Prefix>.<Operation>``.
 
-One :class:`JsonRpcService` per AWS service: it validates the input against botocore's model,
+One :class:`JsonRpcService` per AWS service: it validates the input against botocore's model (the
+part of it modelgate serves, :mod:`modelgate.api.service_models`),
 calls the operation's handler and renders the result or a :class:`ModelgateError` as AWS does
 (``{"__type": code, "message": ...}``, plus ``x-amzn-query-error`` for query-compatible services
 such as CloudWatch).
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from modelgate.api.http import Request, Send, new_request_id, send_json
-from modelgate.api.shapes import format_errors, service_model, validation_errors
+from modelgate.api.shapes import GENERATE, format_errors, service_model, validation_errors
 from modelgate.errors import InternalFailure, ModelgateError, SerializationException, UnknownOperation
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class JsonRpcService:
         pattern_overrides: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.model = service_model(botocore_name)
+        missing = sorted(set(handlers) - set(self.model.operation_names))
+        if missing:  # the generated models keep only the operations listed in shapes.KEPT_OPERATIONS
+            raise ValueError(f"{botocore_name}: no shapes for {missing}: add them to KEPT_OPERATIONS, run {GENERATE}")
         self.content_type = f"application/x-amz-json-{json_version}".encode()
         self.handlers = dict(handlers)
         self.validation_code = validation_code

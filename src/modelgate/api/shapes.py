@@ -9,23 +9,146 @@ violations with AWS's message format::
 
 Patterns that Python's ``re`` cannot compile (Java ``\\p{..}`` classes) are skipped. Callers may
 override a member's pattern (modelgate accepts ``file://`` model data, which SageMaker does not).
+
+The models come from :mod:`modelgate.api.service_models`, generated from botocore's by
+``.venv/bin/python -m modelgate.api.shapes``: SageMaker's cut to the operations in :data:`KEPT_OPERATIONS`
+and the shapes they reach, CloudWatch's whole, both without documentation. botocore's full models held
+about 16 MB in the gateway (SageMaker's alone is 394 KB of gzipped JSON, 3,200 shapes); these hold under
+1 MB. ``tests/unit/test_service_models.py`` checks that the file is what botocore's models give.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-import botocore.session
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+
+from modelgate.api.service_models import MODELS
+
+# The operations whose shapes are kept, per botocore service name (None: every operation). CloudWatch's are
+# all kept: its query protocol looks the operation up in the model before asking whether modelgate serves it
+# ("Could not find operation" vs "not supported by modelgate"). JsonRpcService refuses a handler whose
+# operation is missing here.
+KEPT_OPERATIONS: dict[str, tuple[str, ...] | None] = {
+    "cloudwatch": None,
+    "sagemaker": (
+        "AddTags",
+        "CreateEndpoint",
+        "CreateEndpointConfig",
+        "CreateModel",
+        "DeleteEndpoint",
+        "DeleteEndpointConfig",
+        "DeleteModel",
+        "DeleteTags",
+        "DescribeEndpoint",
+        "DescribeEndpointConfig",
+        "DescribeModel",
+        "ListEndpointConfigs",
+        "ListEndpoints",
+        "ListModels",
+        "ListTags",
+        "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+    ),
+}
+GENERATE = ".venv/bin/python -m modelgate.api.shapes"
 
 
 @functools.lru_cache(maxsize=8)
 def service_model(name: str) -> ServiceModel:
-    model: ServiceModel = botocore.session.get_session().get_service_model(name)
-    return model
+    return ServiceModel(MODELS[name], name)
+
+
+# --- the generated models -------------------------------------------------------------------------------
+
+
+def _undocumented(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in ("documentation", "documentationUrl")}
+
+
+def cut_model(full: Mapping[str, Any], operations: Iterable[str] | None) -> dict[str, Any]:
+    """``full`` (botocore's service-2 data) with only ``operations`` (None: all) and the shapes they reach,
+    without documentation; everything else as it is, in botocore's order (members in order matter)."""
+    shapes: Mapping[str, Any] = full["shapes"]
+    wanted = set(full["operations"] if operations is None else operations)
+    ops = {name: _undocumented(op) for name, op in full["operations"].items() if name in wanted}
+    missing = wanted - set(ops)
+    if missing:
+        raise KeyError(f"operations not in botocore's model: {sorted(missing)}")
+    reached: set[str] = set()
+    refs = [ref for op in ops.values() for ref in [op.get("input"), op.get("output"), *op.get("errors", [])]]
+    todo = [ref["shape"] for ref in refs if ref]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        shape = shapes[name]
+        refs = [*shape.get("members", {}).values(), *(shape[k] for k in ("member", "key", "value") if k in shape)]
+        todo.extend(ref["shape"] for ref in refs)
+    kept: dict[str, Any] = {}
+    for name, shape in shapes.items():
+        if name in reached:
+            kept[name] = _undocumented(shape)
+            if "members" in shape:
+                kept[name]["members"] = {m: _undocumented(ref) for m, ref in shape["members"].items()}
+    rest = _undocumented({k: v for k, v in full.items() if k not in ("operations", "shapes")})
+    return {**rest, "operations": ops, "shapes": kept}
+
+
+def _literal(value: Any) -> str:
+    """A Python literal, ASCII only."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return ascii(value)
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    raise TypeError(f"unexpected {type(value).__name__} in a service model")
+
+
+def render_models() -> str:
+    """The text of ``service_models.py``, from the installed botocore."""
+    # botocore.session is imported here only: the server never loads botocore's full models (about 8 MB of
+    # code for the session, 16 MB for the two models).
+    import botocore
+    import botocore.session
+
+    session = botocore.session.get_session()
+    lines = [
+        '"""botocore\'s service models, cut to what modelgate validates and renders. Generated: do not edit.',
+        "",
+        f"Made by ``{GENERATE}`` from botocore {botocore.__version__} (see ``modelgate.api.shapes``).",
+        '"""',
+        "",
+        "# ruff: noqa: E501",
+        "from typing import Any",
+        "",
+        "MODELS: dict[str, dict[str, Any]] = {",
+    ]
+    for service, operations in KEPT_OPERATIONS.items():
+        model = cut_model(session.get_service_data(service), operations)
+        lines.append(f"    {_literal(service)}: {{")
+        for key, value in model.items():
+            if key in ("operations", "shapes"):
+                lines.append(f"        {_literal(key)}: {{")
+                lines.extend(f"            {_literal(k)}: {_literal(v)}," for k, v in value.items())
+                lines.append("        },")
+            else:
+                lines.append(f"        {_literal(key)}: {_literal(value)},")
+        lines.append("    },")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+MODELS_FILE = Path(__file__).with_name("service_models.py")
 
 
 @functools.lru_cache(maxsize=512)
@@ -158,3 +281,8 @@ def format_errors(errors: list[str]) -> str:
     n = len(errors)
     head = f"{n} validation error{'s' if n != 1 else ''} detected: "
     return head + "; ".join(shown)
+
+
+if __name__ == "__main__":
+    MODELS_FILE.write_text(render_models())
+    print(f"wrote {MODELS_FILE}", file=sys.stderr)
