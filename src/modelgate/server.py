@@ -16,10 +16,10 @@ import uvicorn
 from modelgate.ab_gateway import Experiments, default_events_url
 from modelgate.api.app import App, Route
 from modelgate.api.awsjson import JsonRpcService
+from modelgate.api.front import FrontProtocol
 from modelgate.api.http import Request, Send, send_response
 from modelgate.api.runtime import RuntimeApi
 from modelgate.api.sagemaker import build as build_sagemaker
-from modelgate.api.timed_http import TimedHttpToolsProtocol
 from modelgate.artifacts.fetch import ArtifactCache
 from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
@@ -196,7 +196,7 @@ def serve(settings: Settings) -> None:
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            http=TimedHttpToolsProtocol,
+            http=FrontProtocol,
             lifespan="on",
             access_log=False,
             proxy_headers=False,
