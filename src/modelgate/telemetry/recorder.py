@@ -126,14 +126,14 @@ class InvocationRecorder:
     def pending(self) -> int:
         return len(self._pending)
 
-    def drain(self) -> int:
-        """Fold every queued sample into the store; return how many.
+    def drain(self, limit: int | None = None) -> int:
+        """Fold the queued samples (at most ``limit``) into the store; return how many.
 
         Samples are grouped per variant and second first, so the counters go in as one weighted value
         and each latency's sketch key is computed once for both tiers.
         """
         pending = self._pending
-        n = len(pending)
+        n = len(pending) if limit is None else min(limit, len(pending))
         pop = pending.popleft
         batches: dict[tuple[str, str, int], _Batch] = {}
         watched = self._watched

@@ -16,7 +16,9 @@ on the event loop every ``sample_interval`` seconds and must not block.
 
 Background loops (all on the event loop; blocking work goes to threads):
 
-* drain, every 0.5 s: recorder queue → 1 s and 60 s aggregates;
+* drain, every 0.1 s: recorder queue → 1 s and 60 s aggregates, ``DRAIN_CHUNK`` samples at a time with
+  the loop given back in between (a sample costs a few µs to fold: draining 0.5 s of 3,000 requests/s
+  at once held the loop for ~6 ms, which every request in flight waited for);
 * flush, every 2 s: changed aggregates → SQLite (a ``kill -9`` loses at most ~3 s of metrics);
 * instance sampling, every 5 s: psutil CPU and memory per instance;
 * alarm evaluation, every 1 s (controllers/alarms.py);
@@ -51,11 +53,12 @@ from modelgate.telemetry.store import MetricStore
 log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = prometheus.CONTENT_TYPE
+DRAIN_CHUNK = 256  # samples folded per turn of the event loop (~1 ms)
 
 
 @dataclass(frozen=True)
 class MetricsOptions:
-    drain_interval: float = 0.5
+    drain_interval: float = 0.1
     flush_interval: float = 2.0
     sample_interval: float = 5.0
     evaluation_tick: float = 1.0
@@ -145,7 +148,8 @@ class MetricsSystem:
                 log.exception("metrics loop %s failed", getattr(step, "__name__", step))
 
     async def _drain(self) -> None:
-        self.recorder.drain()
+        while self.recorder.drain(DRAIN_CHUNK) == DRAIN_CHUNK:
+            await asyncio.sleep(0)
 
     async def flush(self) -> None:
         """Drain the recorder and persist every changed aggregate."""
