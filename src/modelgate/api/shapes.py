@@ -20,6 +20,7 @@ about 16 MB in the gateway (SageMaker's alone is 394 KB of gzipped JSON, 3,200 s
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -101,53 +102,44 @@ def cut_model(full: Mapping[str, Any], operations: Iterable[str] | None) -> dict
     return {**rest, "operations": ops, "shapes": kept}
 
 
-def _literal(value: Any) -> str:
-    """A Python literal, ASCII only."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    if isinstance(value, str):
-        return ascii(value)
-    if value is None or isinstance(value, bool | int | float):
-        return repr(value)
-    raise TypeError(f"unexpected {type(value).__name__} in a service model")
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, separators=(", ", ": "))
 
 
 def render_models() -> str:
-    """The text of ``service_models.py``, from the installed botocore."""
+    """The text of ``service_models.py``, from the installed botocore: JSON, one operation or shape a line."""
     # botocore.session is imported here only: the server never loads botocore's full models (about 8 MB of
     # code for the session, 16 MB for the two models).
     import botocore
     import botocore.session
 
     session = botocore.session.get_session()
-    lines = [
+    models = {name: cut_model(session.get_service_data(name), ops) for name, ops in KEPT_OPERATIONS.items()}
+    services = []
+    for service, model in models.items():
+        parts = [f"{_json(k)}: {_json(v)}" for k, v in model.items() if k not in ("operations", "shapes")]
+        for key in ("operations", "shapes"):
+            items = ",\n".join(f"{_json(k)}: {_json(v)}" for k, v in model[key].items())
+            parts.append(f"{_json(key)}: {{\n{items}\n}}")
+        services.append(f"{_json(service)}: {{\n" + ",\n".join(parts) + "\n}")
+    text = "{\n" + ",\n".join(services) + "\n}"
+    if '"""' in text or json.loads(text) != models:
+        raise ValueError("the models do not survive being written as a raw string")
+    return "\n".join([
         '"""botocore\'s service models, cut to what modelgate validates and renders. Generated: do not edit.',
         "",
         f"Made by ``{GENERATE}`` from botocore {botocore.__version__} (see ``modelgate.api.shapes``).",
+        "JSON text rather than a Python literal: importing a literal of this size left about 3 MB more in the",
+        "gateway's RSS (its unmarshalled code object); one string and ``json.loads`` cost about 0.8 MB in all.",
         '"""',
         "",
         "# ruff: noqa: E501",
+        "import json",
         "from typing import Any",
         "",
-        "MODELS: dict[str, dict[str, Any]] = {",
-    ]
-    for service, operations in KEPT_OPERATIONS.items():
-        model = cut_model(session.get_service_data(service), operations)
-        lines.append(f"    {_literal(service)}: {{")
-        for key, value in model.items():
-            if key in ("operations", "shapes"):
-                lines.append(f"        {_literal(key)}: {{")
-                lines.extend(f"            {_literal(k)}: {_literal(v)}," for k, v in value.items())
-                lines.append("        },")
-            else:
-                lines.append(f"        {_literal(key)}: {_literal(value)},")
-        lines.append("    },")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
+        'MODELS: dict[str, dict[str, Any]] = json.loads(r"""' + text + '""")',
+        "",
+    ])
 MODELS_FILE = Path(__file__).with_name("service_models.py")
 
 
