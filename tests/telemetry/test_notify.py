@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from modelgate.telemetry.alarm_records import Alarm, AlarmConfig, HistoryItem
 from modelgate.telemetry.model import MetricId, MetricQuery, MetricStat
-from modelgate.telemetry.notify import Notifier, alarm_message
+from modelgate.telemetry.notify import AiohttpPoster, DeliveryFailed, Notifier, alarm_message
 from tests.telemetry.fakes import FakeClock, FakePoster
 
 T0 = 1_664_131_837.811  # 2022-09-25T18:50:37.811Z
@@ -94,6 +96,48 @@ def test_gives_up_after_the_last_attempt() -> None:
     [item] = history
     assert item.summary == "Failed to execute action http://hook.test/a"
     assert json.loads(item.data)["error"] == "HTTP 503"
+
+
+def test_a_client_error_is_recorded_with_its_type() -> None:
+    poster = FakePoster([DeliveryFailed("ServerDisconnectedError: Server disconnected")])
+    history, _ = run(poster, alarm(alarm_actions=("http://hook.test/a",)), attempts=1)
+    [item] = history
+    assert json.loads(item.data)["error"] == "ServerDisconnectedError: Server disconnected"
+
+
+def test_aiohttp_poster_posts_and_maps_client_errors() -> None:
+    """A real POST to a local server, then to one that hangs up: aiohttp's error becomes DeliveryFailed."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        fields = dict(h.partition(b":")[::2] for h in head.split(b"\r\n")[1:] if h)
+        length = int(next(v for k, v in fields.items() if k.lower() == b"content-length"))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def main() -> None:
+        poster = AiohttpPoster(timeout=5)
+        try:
+            for handler, expected in ((answer, 204), (hang_up, None)):
+                server = await asyncio.start_server(handler, "127.0.0.1", 0)
+                port = server.sockets[0].getsockname()[1]
+                async with server:
+                    url = f"http://127.0.0.1:{port}/hook"
+                    if expected is not None:
+                        assert await poster.post(url, b"{}", {"Content-Type": "text/plain"}) == expected
+                    else:
+                        with pytest.raises(DeliveryFailed, match=r"^ServerDisconnectedError: "):
+                            await poster.post(url, b"{}", {"Content-Type": "text/plain"})
+        finally:
+            await poster.close()
+
+    asyncio.run(main())
 
 
 def test_only_the_new_states_actions_run() -> None:

@@ -17,14 +17,15 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelgate.clock import Clock
 from modelgate.policies.alarms import iso_time
 from modelgate.telemetry.alarm_records import Alarm, HistoryItem
 from modelgate.telemetry.documents import dimensions_doc, metric_doc
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,13 @@ REGION_NAMES = {
 }
 
 
+class DeliveryFailed(Exception):
+    """A poster's own client error, mapped at the boundary; the message names the original's type."""
+
+
 class Poster(Protocol):
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-        """POST and return the HTTP status; raise OSError/aiohttp.ClientError/TimeoutError on failure."""
+        """POST and return the HTTP status; raise OSError/DeliveryFailed/TimeoutError on failure."""
         ...
 
     async def close(self) -> None: ...
@@ -58,15 +63,22 @@ class Poster(Protocol):
 
 class AiohttpPoster:
     def __init__(self, timeout: float = 5.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        # aiohttp is imported on the first delivery, not at start: it adds about 8 MB to the gateway's RSS
+        # (bench/memory.py --imports), for alarms with http(s) actions only.
+        import aiohttp
+
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        async with self._session.post(url, data=body, headers=dict(headers)) as resp:
-            await resp.read()
-            return resp.status
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        try:
+            async with self._session.post(url, data=body, headers=dict(headers)) as resp:
+                await resp.read()
+                return resp.status
+        except aiohttp.ClientError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
@@ -210,7 +222,9 @@ class Notifier:
                 await self.sleep(self.base_delay * 2 ** (attempt - 1))
             try:
                 status = await self.poster.post(url, body, headers)
-            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            except DeliveryFailed as exc:
+                error = str(exc)
+            except (OSError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 if 200 <= status < 300:
