@@ -33,12 +33,17 @@ so a simulation of thousands of deployments runs them directly.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-FloatArray = npt.NDArray[np.float64]
+# numpy is imported by the functions that compute, not at start: a gateway that never runs a guarded
+# deployment does not need it, and it adds about 12 MB to the gateway's RSS (bench/memory.py --imports).
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
 DEFAULT_RISK_GRID = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)  # relative risks the mixture bets on
 
 
@@ -75,11 +80,15 @@ class SequentialTest(_Frozen):
 
     @property
     def e_value(self) -> float:
+        import numpy as np
+
         return float(np.exp(self.max_log_e))
 
     @property
     def p_value(self) -> float:
         """Always-valid p-value: the chance under A/A of ever having seen this much evidence."""
+        import numpy as np
+
         return float(min(1.0, np.exp(-self.max_log_e)))
 
 
@@ -111,6 +120,8 @@ def update(
 
 
 def verdict(state: ComparisonState, config: ComparisonConfig) -> Verdict:
+    import numpy as np
+
     level = np.log(config.threshold)
     reasons = [
         f"green's {what} is worse than blue's (always-valid p = {test.p_value:.2g})"
@@ -126,6 +137,8 @@ def verdict(state: ComparisonState, config: ComparisonConfig) -> Verdict:
 
 
 def _fold(test: SequentialTest, config: ComparisonConfig, margin: float, counts: Counts | None) -> SequentialTest:
+    import numpy as np
+
     if counts is None:
         return test
     step = log_lr_increment(
@@ -162,6 +175,8 @@ def log_lr_increment(
 
     Zero where an interval carries no evidence (no events, or no traffic on one of the fleets).
     """
+    import numpy as np
+
     n_g, x = np.asarray(green_requests, np.float64)[..., None], np.asarray(green_events, np.float64)[..., None]
     n_b, y = np.asarray(blue_requests, np.float64)[..., None], np.asarray(blue_events, np.float64)[..., None]
     informative = (n_g > 0) & (n_b > 0) & (x + y > 0)
@@ -175,6 +190,8 @@ def log_lr_increment(
 
 def log_mixture(log_lr: npt.ArrayLike) -> FloatArray:
     """Log of the equally weighted mixture of ``exp(log_lr)`` over the last axis."""
+    import numpy as np
+
     a = np.asarray(log_lr, np.float64)
     top = a.max(axis=-1)
     return np.asarray(top + np.log(np.mean(np.exp(a - top[..., None]), axis=-1)), np.float64)
@@ -188,6 +205,8 @@ def slow_counts_dense(green: npt.ArrayLike, blue: npt.ArrayLike, quantile: float
     means in a higher bucket. Being a function of the pooled histogram only, it keeps the two fleets
     exchangeable under A/A. Returns ``(green_requests, green_slow, blue_requests, blue_slow)``.
     """
+    import numpy as np
+
     g = np.asarray(green, np.float64)
     b = np.asarray(blue, np.float64)
     cum_g, cum_b = np.cumsum(g, axis=-1), np.cumsum(b, axis=-1)
@@ -206,6 +225,8 @@ def slow_counts(green_bins: Mapping[int, float], blue_bins: Mapping[int, float],
     Keys must come from the same mapping, so that their order is the order of the latencies (pass
     ``Sketch.pos``; a zero-latency bucket, if any, under a key below every other).
     """
+    import numpy as np
+
     keys = sorted(set(green_bins) | set(blue_bins))
     if not keys:
         return Counts(green_requests=0, green_events=0, blue_requests=0, blue_events=0)
