@@ -108,3 +108,14 @@ def test_low_sample_count_thresholds() -> None:
     assert low_sample_count("p99", 999) and not low_sample_count("p99", 1000)
     assert low_sample_count("p25", 39) and not low_sample_count("p25", 40)
     assert not low_sample_count("Sum", 1) and not low_sample_count("p100", 1)
+
+
+@pytest.mark.parametrize("name", ["lognormal", "uniform-ints", "bimodal", "with-negatives-and-zeros"])
+def test_adding_in_bulk_equals_adding_one_by_one(name: str) -> None:
+    values = samples()[name] + [1e-300, 5e-324, 1e300]  # below the mapping's smallest value, and huge
+    one, bulk = Sketch(), Sketch()
+    for v in values:
+        one.add(v)
+    bulk.add_many(values)
+    assert bulk.to_bytes() == one.to_bytes()
+    assert bulk.count == one.count == len(values)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from modelgate.telemetry.model import MetricId
+from modelgate.telemetry.sketch import Sketch
 from modelgate.telemetry.statistics import Agg
 
 HIGH_RES = 1
@@ -112,8 +113,10 @@ class MetricStore:
         if not values:
             return
         batch = Agg()
-        for v in values:
-            batch.add(v)
+        batch.count = batch.sketched = float(len(values))
+        batch.sum, batch.min, batch.max = sum(values), min(values), max(values)
+        batch.sketch = Sketch()
+        batch.sketch.add_many(values)
         sec = int(ts)
         tiers = [(s.lo, s.dirty_lo, sec - sec % 60)]
         if s.high_res:
