@@ -5,10 +5,11 @@
 * ``ControlCatalog`` — :class:`experiments.ports.EndpointCatalog` over the control plane
   (variants with current weights, tags, UpdateEndpointWeightsAndCapacities for ``promote``);
 * ``MetricsPort`` — :class:`experiments.ports.MetricsPublisher` over the metric store (custom metrics);
-* ``Experiments`` — builds the stores, the event buffer and aggregator, mounts the REST API
-  (``/invocation``, ``/conversion``, ``/stats``, ``/register``, ``/promote``), runs the event
-  pipeline, and registers every endpoint tagged ``ab-testing:enabled=true`` once it is InService
-  (checked every ``registration_poll`` seconds) and closes its experiment when it is deleted.
+* ``Experiments`` — mounts the REST API (``/invocation``, ``/conversion``, ``/stats``, ``/register``,
+  ``/promote``), runs the event pipeline, and registers every endpoint tagged ``ab-testing:enabled=true``
+  once it is InService (checked every ``registration_poll`` seconds) and closes its experiment when it is
+  deleted. The stores, the event buffer and aggregator, the service and its Starlette app (``_Running``)
+  are built when A/B is first needed (see :class:`Experiments`).
 """
 
 from __future__ import annotations
@@ -21,28 +22,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-from sqlalchemy import Engine
-from starlette.applications import Starlette
+from sqlalchemy import Engine, inspect, literal, select, table
 
 from modelgate.api.http import Receive, Scope, Send
 from modelgate.clock import Clock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.domain.resources import Endpoint, EndpointStatus
 from modelgate.errors import ModelgateError
-from modelgate.experiments.aggregator import Aggregator
-from modelgate.experiments.events import EventBuffer, EventFilter
-from modelgate.experiments.http import ExperimentsApi
-from modelgate.experiments.pipeline import run_pipeline
-from modelgate.experiments.service import ExperimentService
-from modelgate.experiments.sinks import sink_from_url
-from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
+from modelgate.experiments.entities import tags_enable_experiment
+from modelgate.experiments.events import EventFilter
+from modelgate.experiments.sinks import DirectorySink
 from modelgate.routing.router import Invocation, Router
 from modelgate.services.control import ControlPlane, VariantUpdate
 from modelgate.services.metrics import MetricsService
 from modelgate.telemetry.model import MetricDatum
 
 log = logging.getLogger(__name__)
+
+PATHS = frozenset({"/invocation", "/conversion", "/stats", "/register", "/promote"})  # experiments.http's routes
+# Tables whose rows mean that A/B was used on this data directory (experiments.sqlstore creates them).
+USE_TABLES = ("ab_experiments", "ab_assignments", "ab_served")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,9 @@ class MetricsPort:
         self.metrics.put_metric_data(namespace, [MetricDatum(name, dims, timestamp, value=value, unit=unit)])
 
 
-class Experiments:
+class _Running:
+    """The experiments subsystem, built: stores, event pipeline, service, REST app, registrations."""
+
     def __init__(
         self,
         engine: Engine,
@@ -121,6 +122,18 @@ class Experiments:
         event_filter: EventFilter | None = None,
         registration_poll: float = 1.0,
     ) -> None:
+        # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
+        # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
+        import numpy as np
+        from starlette.applications import Starlette
+
+        from modelgate.experiments.aggregator import Aggregator
+        from modelgate.experiments.events import EventBuffer
+        from modelgate.experiments.http import ExperimentsApi
+        from modelgate.experiments.service import ExperimentService
+        from modelgate.experiments.sinks import sink_from_url
+        from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
+
         create_tables(engine)
         self.clock = clock
         self.controller = controller
@@ -143,7 +156,9 @@ class Experiments:
             rng=np.random.default_rng(),
         )
         self.app = Starlette(routes=ExperimentsApi(self.service).routes())
-        self.paths = frozenset(r.path for r in self.app.routes if hasattr(r, "path"))
+        paths = frozenset(r.path for r in self.app.routes if hasattr(r, "path"))
+        if paths != PATHS:
+            raise RuntimeError(f"the A/B routes {sorted(paths)} are not ab_gateway.PATHS {sorted(PATHS)}")
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._registered: dict[str, float] = {}
@@ -152,7 +167,10 @@ class Experiments:
         """The REST API as an ASGI app of the gateway's own types."""
         await self.app(scope, receive, cast(Any, send))
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        """Start the pipeline and the registrations (in the event loop)."""
+        from modelgate.experiments.pipeline import run_pipeline
+
         self._stop.clear()
         self._tasks = [
             asyncio.create_task(run_pipeline(self.buffer, self.aggregator, self.clock, self._stop)),
@@ -196,6 +214,113 @@ class Experiments:
                 del self._registered[name]
                 with contextlib.suppress(ModelgateError):
                     self.service.deregister(name)
+
+
+class Experiments:
+    """The A/B subsystem of one gateway, built (``_Running``) when it is first needed.
+
+    It is built at start if A/B was used on this data directory before (a stored experiment, assignment or
+    served inference, or an event file) or the events go to S3; else when the first request reaches an A/B
+    path, or when an InService endpoint turns out to be tagged ``ab-testing:enabled=true``. Until then a
+    watcher looks at each endpoint's tags exactly when ``_Running`` would try to register it (InService,
+    and changed since the last look), so the tagged endpoint is registered in the same round. Building
+    runs in a worker thread (imports and ``CREATE TABLE``), so the event loop keeps serving meanwhile.
+    """
+
+    paths = PATHS
+
+    def __init__(
+        self,
+        engine: Engine,
+        router: Router,
+        control: ControlPlane,
+        controller: EndpointController,
+        metrics: MetricsService,
+        clock: Clock,
+        events_url: str,
+        flush_seconds: float,
+        flush_bytes: int,
+        event_filter: EventFilter | None = None,
+        registration_poll: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.events_url = events_url
+        self.controller = controller
+        self.catalog = ControlCatalog(control)
+        self.poll = registration_poll
+        self._args = (engine, router, control, controller, metrics, clock, events_url, flush_seconds, flush_bytes,
+                      event_filter, registration_poll)  # fmt: skip
+        self.running: _Running | None = None
+        self._building = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def used_before(self) -> bool:
+        """Whether A/B has state to carry on with: then it is built at start."""
+        if self.events_url.startswith("s3://"):
+            return True
+        if DirectorySink(Path(self.events_url)).list_keys():
+            return True
+        with self.engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+            return any(
+                conn.execute(select(literal(1)).select_from(table(name)).limit(1)).first() is not None
+                for name in USE_TABLES
+                if name in present
+            )
+
+    async def start(self) -> None:
+        self._stop.clear()
+        if await asyncio.to_thread(self.used_before):
+            await self.activate()
+        else:
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def activate(self) -> _Running:
+        async with self._building:
+            if self.running is None:
+                running = await asyncio.to_thread(_Running, *self._args)
+                if not self._stop.is_set():
+                    running.start()
+                self.running = running
+                log.info("A/B experiments started")
+        return self.running
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        running = self.running or await self.activate()
+        await running.asgi(scope, receive, send)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._watcher, timeout=10)
+        if self.running is not None:
+            await self.running.stop()
+
+    async def _watch(self) -> None:
+        """Until A/B is built: build it when an endpoint that _Running would register is tagged for A/B."""
+        seen: dict[str, float] = {}
+        while not self._stop.is_set() and self.running is None:
+            try:
+                if self._tagged(dict(self.controller.endpoints), seen):
+                    await self.activate()  # its first registration round registers the endpoint
+                    return
+            except Exception:
+                log.exception("A/B registration round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll)
+
+    def _tagged(self, endpoints: dict[str, Endpoint], seen: dict[str, float]) -> bool:
+        for name, ep in endpoints.items():
+            if ep.status == EndpointStatus.IN_SERVICE and seen.get(name) != ep.last_modified_time:
+                seen[name] = ep.last_modified_time
+                try:
+                    if tags_enable_experiment(self.catalog.tags(name)):
+                        return True
+                except ModelgateError as exc:
+                    log.warning("A/B registration of %s failed: %s", name, exc.message)
+        return False
 
 
 def default_events_url(data_dir: Path) -> str:

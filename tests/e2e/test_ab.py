@@ -92,6 +92,21 @@ def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> No
     assert {v["VariantName"]: v["CurrentWeight"] for v in d["ProductionVariants"]} == {"A": 0.0, "B": 1.0}
 
 
+def test_a_tagged_endpoint_is_registered_with_no_ab_call_first(server_factory: Any, echo_image: str) -> None:
+    """The A/B subsystem is built when first needed: here, by the tagged endpoint becoming InService."""
+    server = server_factory()
+    sm = server.client("sagemaker")
+    deploy_echo(sm, echo_image, "auto", [("A", 1.0, 1), ("B", 1.0, 1)], wait=False)
+    _tagged(sm, "auto", "EpsilonGreedy")  # while Creating: registered when InService
+    wait_in_service(sm, "auto")
+    deadline = time.monotonic() + 15
+    while "A/B experiment on auto: started" not in server.log_path.read_text():
+        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+        time.sleep(0.2)
+    status, body = Api(server).post("/stats", {"endpoint_name": "auto"})
+    assert status == 200 and body["strategy"] == "EpsilonGreedy", body
+
+
 @pytest.mark.slow
 def test_thompson_sampling_finds_the_best_variant(server_factory: Any, echo_image: str) -> None:
     server = server_factory(MODELGATE_AB_FLUSH_SECONDS="1")
