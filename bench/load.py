@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 CHECK_LUA = Path(__file__).with_name("check.lua")
+CHECK_AB_LUA = Path(__file__).with_name("check_ab.lua")  # mode "ab": a user id per request
 WRK_INSTALL = "wrk is not installed: on Debian/Ubuntu run `apt-get update && apt-get install -y wrk`"
 
 
@@ -152,7 +153,7 @@ def wrk(probe: Probe, concurrency: int, seconds: float) -> tuple[dict[str, str],
         "--timeout",
         "10s",
         "-s",
-        str(CHECK_LUA),
+        str(CHECK_AB_LUA if probe.mode == "ab" else CHECK_LUA),
         probe.url,
         "--",
         str(probe.body),

@@ -13,6 +13,7 @@ LABELS = {
     "mg-1v1i": "modelgate: 1 variant, 1 instance",
     "mg-1v2i": "modelgate: 1 variant, 2 instances",
     "mg-2v": "modelgate: 2 variants 50/50, 1 instance each",
+    "mg-ab": "modelgate: the same 2 variants through the A/B API (Thompson sampling, 5,000 users)",
     "mlserver-default": "MLServer 1.7.1, default config (parallel_workers 1)",
     "mlserver-pw0": "MLServer 1.7.1, parallel_workers 0",
     "torchserve": "TorchServe 0.12.0, default config (2 workers)",

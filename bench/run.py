@@ -161,9 +161,27 @@ class Suite:
                     self.run_profile(probe, mg.proc.pid)
                 if scenario == "mg-1v1i" and self.args.soak and self.round == 1:
                     self.run_soak(probe, mg.proc.pid)
+                if scenario == "mg-2v" and not self.args.smoke:
+                    self.ab(mg, endpoint, answers)
                 mg.delete(endpoint)
         finally:
             mg.stop()
+
+    def ab(self, mg: servers.Modelgate, endpoint: str, answers: list[bytes]) -> None:
+        """The 2-variant endpoint behind the A/B API: a Thompson-sampling experiment assigns each user
+        (a pool of 5,000, see check_ab.lua) a variant, records the event, and invokes through the router."""
+        status, reply = servers.post(
+            mg.url + "/register",
+            json.dumps({"endpoint_name": endpoint, "strategy": "ThompsonSampling"}).encode(),
+            "application/json",
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"A/B register answered {status}: {reply[:300]!r}")
+        body = json.dumps({"endpoint_name": endpoint, "data": churn.ROW, "content_type": CSV, "user_id": "{{user}}"})
+        # The A/B API answers the model's output parsed as JSON under "predictions" (Starlette's compact JSON).
+        expected = [b'"predictions":' + json.dumps(json.loads(a)).encode() for a in answers]
+        probe = self.probe("mg-ab", mg.url + "/invocation", body.encode(), "application/json", expected, "ab")
+        self.measure_all("mg-ab", probe, [mg.proc.pid])
 
     def read_metrics(
         self, mg: servers.Modelgate, endpoint: str, variants: list[str], since: dt.datetime, run: Run
