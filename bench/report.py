@@ -135,14 +135,14 @@ def targets(runs: list[Run], metric_p50_us: float | None, soak: list[float] | No
             if floor16
             else f"{mg16.server_cpu_ms_per_req:.3f} ms",
         )
-    two1, two16 = by.get(("mg-1v2i", 1)), by.get(("mg-1v2i", 16))
-    if mg1 and mg16 and two1 and two16:
-        add(
-            "2 instances vs 1: throughput grows until the cores are saturated",
-            None,
-            f"c=1: {two1.rps / mg1.rps:.2f} x; c=16: {two16.rps / mg16.rps:.2f} x "
-            f"(machine busy {mg16.machine_busy_pct:.0f}% with 1 instance, {two16.machine_busy_pct:.0f}% with 2)",
-        )
+    pairs = [(c, by.get(("mg-1v1i", c)), by.get(("mg-1v2i", c))) for c in (1, 2, 4, 16)]
+    shown = [
+        f"c={c}: {two.rps / one.rps:.2f} x (busy {one.machine_busy_pct:.0f}% / {two.machine_busy_pct:.0f}%)"
+        for c, one, two in pairs
+        if one and two
+    ]
+    if shown:
+        add("2 instances vs 1: throughput grows until the cores are saturated", None, "; ".join(shown))
     if floor1 and mg1:
         external_us = (mg1.p50_ms - floor1.p50_ms) * 1000
         if metric_p50_us is None:

@@ -34,6 +34,7 @@ import servers
 from load import Probe, Run, measure, require_wrk, tree
 
 CONCURRENCY = (1, 16)
+SCALING = (1, 2, 4, 16)  # mg-1v1i and mg-1v2i: where do the cores saturate?
 CSV = "text/csv"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 GROUPS = ("floor", "modelgate", "peers")  # floor includes one-hop
@@ -100,7 +101,8 @@ class Suite:
     def measure_all(
         self, scenario: str, probe: Probe, pids: list[int], after: Callable[[Run], None] | None = None
     ) -> None:
-        for c in CONCURRENCY:
+        levels = SCALING if scenario in ("mg-1v1i", "mg-1v2i") and not self.args.smoke else CONCURRENCY
+        for c in levels:
             run = measure(scenario, probe, pids, c, self.duration, self.warmup)
             run.round = self.round
             self.runs.append(run)
