@@ -1,6 +1,6 @@
 """Resident memory of modelgate: the gateway process and one model instance, after real use.
 
-    .venv/bin/python bench/memory.py [--imports] [--invocations 2000] [--settle 5] [--no-floor] [--json FILE]
+    .venv/bin/python bench/memory.py [--imports] [--s3] [--invocations 2000] [--settle 5] [--no-floor] [--json FILE]
 
 Starts a real ``modelgate serve`` on a fresh data directory and a free port (``servers.Modelgate``),
 creates the churn demo model (``churn-v1``, as ``bench/run.py``) and an endpoint with one variant and
@@ -9,7 +9,8 @@ CloudWatch GetMetricStatistics, waits ``--settle`` seconds, then prints the resi
 gateway process and of the instance (its process tree): RSS, USS (memory only that process holds) and
 PSS (USS plus its share of what it shares with others), from psutil's ``memory_full_info``. The floor
 (the same model served by one instance process, no gateway) is measured the same way for the ratio
-of issue 5 (total <= 1.5 x floor), unless ``--no-floor``.
+of issue 5 (total <= 1.5 x floor), unless ``--no-floor``. ``--s3``: the model data comes from ``s3://``
+(moto's S3 server, started here), so the gateway's S3 download is part of what is measured.
 
 ``--imports`` also prints what each top-level package that the gateway imports adds to the RSS of a fresh
 interpreter: "alone" is ``import X`` and nothing else; "in order" imports them one after the other in
@@ -77,12 +78,36 @@ def invoke(url: str, n: int, model: churn.ChurnModel) -> None:
         conn.close()
 
 
-def measure_modelgate(work: Path, model: churn.ChurnModel, invocations: int, settle: float) -> dict[str, Footprint]:
+def s3_model_data(tarball: Path) -> tuple[str, Any]:
+    """moto's S3 server (a test dependency) in this process, holding the tarball; the servers started later
+    inherit the environment that points boto3 at it. Returns the model data URL and the server to stop."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = servers.free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    os.environ.update(env)
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    s3.upload_file(str(tarball), "models", "churn/model.tar.gz")
+    return "s3://models/churn/model.tar.gz", moto
+
+
+def measure_modelgate(
+    work: Path, model: churn.ChurnModel, invocations: int, settle: float, model_data: str | None = None
+) -> dict[str, Footprint]:
     logs = work / "logs"
     mg = servers.Modelgate(work, logs)
     try:
         idle = footprint([psutil.Process(mg.proc.pid)])
-        mg.create_model(model.name, model.tarball)
+        if model_data is None:
+            mg.create_model(model.name, model.tarball)
+        else:
+            container = {"Image": servers.IMAGE, "ModelDataUrl": model_data}
+            mg.sm.create_model(ModelName=model.name, PrimaryContainer=container)
         endpoint = "memory-1v1i"
         mg.deploy(endpoint, [(model.name, 1.0, 1)])
         started = time.time()
@@ -218,6 +243,7 @@ def main() -> int:
     parser.add_argument("--invocations", type=int, default=2000, help="InvokeEndpoint requests (default 2000)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait before reading (default 5)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (one instance, no gateway)")
+    parser.add_argument("--s3", action="store_true", help="model data from s3:// (moto's server) instead of file://")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     commit = subprocess.run(
@@ -228,13 +254,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mg-memory-") as tmp:
         work = Path(tmp)
         model = churn.prepare(work)["churn-v1"]
-        figures = measure_modelgate(work, model, args.invocations, args.settle)
+        model_data, moto = s3_model_data(model.tarball) if args.s3 else (None, None)
+        try:
+            figures = measure_modelgate(work, model, args.invocations, args.settle, model_data)
+        finally:
+            if moto is not None:
+                moto.stop()
         if not args.no_floor:
             figures["floor"] = measure_floor(work, model, args.invocations, args.settle)
     gw, inst = figures["gateway"], figures["instance"]
     total = Footprint(gw.processes + inst.processes, gw.rss_mb + inst.rss_mb, gw.uss_mb + inst.uss_mb,
                       gw.pss_mb + inst.pss_mb)  # fmt: skip
-    print(f"\nafter {args.invocations} invocations and {args.settle:.0f} s idle:\n")
+    source = "s3:// (moto)" if args.s3 else "file://"
+    print(f"\nmodel data from {source}; after {args.invocations} invocations and {args.settle:.0f} s idle:\n")
     print("| process | processes | RSS MB | USS MB | PSS MB |")
     print("|---|---|---|---|---|")
     for label, f in figures.items():

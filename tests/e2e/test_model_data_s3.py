@@ -41,3 +41,5 @@ def test_s3_model_data(server_factory: Any, echo_image: str, tmp_path: Path, s3_
     d = wait_status(sm, "s3missing", {"Failed", "InService"})
     assert d["EndpointStatus"] == "Failed"
     assert "could not be downloaded" in d["FailureReason"] and "s3://models/nope.tar.gz" in d["FailureReason"]
+    # boto3 runs in a child process (modelgate.artifacts.s3): its error comes back with its type and text
+    assert "could not be downloaded: ClientError: An error occurred (404)" in d["FailureReason"], d["FailureReason"]

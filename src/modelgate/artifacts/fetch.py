@@ -1,4 +1,5 @@
-"""Model data: ``file://`` URLs, plain paths, ``s3://`` (boto3) and ``https://``, fetched once and cached.
+"""Model data: ``file://`` URLs, plain paths, ``s3://`` (boto3, in a child process) and ``https://``, fetched once
+and cached.
 
 A model directory is keyed by the SHA-256 of the archive's bytes, so two models with the same data
 share one unpacked copy and a changed file is unpacked anew. A directory given as model data is used
@@ -15,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from modelgate.artifacts import s3
 from modelgate.artifacts.unpack import ArchiveError, unpack_tar
 
 
@@ -114,18 +116,11 @@ class ArtifactCache:
             ) from exc
 
     def _download_s3(self, url: str, dest: Path, timeout: float) -> None:
-        # boto3 is imported for s3:// model data only, not at start: the import adds about 5 MB to the gateway's
-        # RSS and an S3 client about 15 MB more (bench/memory.py).
-        import boto3
-        from botocore.config import Config
-
         parsed = urllib.parse.urlparse(url)
-        bucket, key = parsed.netloc, parsed.path.lstrip("/")
-        s3 = boto3.client(
-            "s3", config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2})
-        )
-        with open(dest, "wb") as out:
-            s3.download_fileobj(bucket, key, out)
+        try:
+            s3.fetch(parsed.netloc, parsed.path.lstrip("/"), dest, timeout)  # boto3 runs in a child process
+        except s3.S3Error as exc:
+            raise ModelDataError(f"Model data {url} could not be downloaded: {exc}") from exc
 
 
 def remove_tree(path: Path) -> None:
