@@ -6,7 +6,7 @@ from typing import Any
 
 import botocore.session
 import pytest
-from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
+from botocore.model import ServiceModel
 
 from modelgate.api.awsjson import JsonRpcService
 from modelgate.api.shapes import GENERATE, KEPT_OPERATIONS, MODELS_FILE, cut_model, render_models, service_model
@@ -16,12 +16,14 @@ def test_the_generated_file_is_what_botocore_gives() -> None:
     assert MODELS_FILE.read_text() == render_models(), f"botocore's models changed: run {GENERATE}"
 
 
-def _tree(shape: Shape | None, seen: frozenset[str] = frozenset()) -> Any:
-    """Everything validation and the protocols read from a shape, recursively (documentation aside)."""
+def _tree(shape: Any, seen: frozenset[str] = frozenset()) -> Any:
+    """Everything validation and the protocols read from a shape, recursively (documentation aside): the
+    same for botocore's shapes and for modelgate.api.shape_model's."""
     if shape is None:
         return None
     out: dict[str, Any] = {
         "name": shape.name,
+        "class": type(shape).__name__,
         "type": shape.type_name,
         "metadata": shape.metadata,
         "serialization": shape.serialization,
@@ -30,12 +32,13 @@ def _tree(shape: Shape | None, seen: frozenset[str] = frozenset()) -> Any:
     if shape.name in seen:  # recursive shapes (none today, but cheap to guard)
         return out
     seen = seen | {shape.name}
-    if isinstance(shape, StructureShape):
+    if shape.type_name == "structure":
         out["required"] = shape.required_members
         out["members"] = {k: _tree(v, seen) for k, v in shape.members.items()}
-    elif isinstance(shape, ListShape):
+        out["order"] = list(shape.members)
+    elif shape.type_name == "list":
         out["member"] = _tree(shape.member, seen)
-    elif isinstance(shape, MapShape):
+    elif shape.type_name == "map":
         out["key"] = _tree(shape.key, seen)
         out["value"] = _tree(shape.value, seen)
     return out

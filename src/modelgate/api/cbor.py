@@ -14,10 +14,10 @@ import logging
 from typing import Any
 
 import cbor2
-from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from modelgate.api.awsjson import JsonRpcService, error_code, error_status
 from modelgate.api.http import Request, Send, new_request_id, send_response
+from modelgate.api.shape_model import ListShape, MapShape, Shape, StructureShape
 from modelgate.errors import InternalFailure, ModelgateError, SerializationException, UnknownOperation
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from botocore.model import ListShape, MapShape, Shape, StructureShape
-
 from modelgate.api.awsjson import InvalidInput, JsonRpcService, error_code, error_status
 from modelgate.api.http import Request, Send, new_request_id, send_response
+from modelgate.api.shape_model import ListShape, MapShape, Shape, StructureShape
 from modelgate.errors import InternalFailure, ModelgateError, UnknownOperation
 
 log = logging.getLogger(__name__)

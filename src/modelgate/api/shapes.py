@@ -14,7 +14,8 @@ The models come from :mod:`modelgate.api.service_models`, generated from botocor
 ``.venv/bin/python -m modelgate.api.shapes``: SageMaker's cut to the operations in :data:`KEPT_OPERATIONS`
 and the shapes they reach, CloudWatch's whole, both without documentation. botocore's full models held
 about 16 MB in the gateway (SageMaker's alone is 394 KB of gzipped JSON, 3,200 shapes); these hold under
-1 MB. ``tests/unit/test_service_models.py`` checks that the file is what botocore's models give.
+1 MB. ``tests/unit/test_service_models.py`` checks that the file is what botocore's models give. They are
+read through :mod:`modelgate.api.shape_model`, not ``botocore.model``: the server never imports botocore.
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
-
 from modelgate.api.service_models import MODELS
+from modelgate.api.shape_model import (
+    ListShape,
+    MapShape,
+    OperationModel,
+    ServiceModel,
+    Shape,
+    StringShape,
+    StructureShape,
+)
 
 # The operations whose shapes are kept, per botocore service name (None: every operation). CloudWatch's are
 # all kept: its query protocol looks the operation up in the model before asking whether modelgate serves it
@@ -213,6 +221,7 @@ class _Walker:
                 self.walk(shape.value, v, f"{path}.{k}.value")
             return
         if type_name == "string":
+            assert isinstance(shape, StringShape)
             if not isinstance(value, str):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
                 return
