@@ -13,7 +13,6 @@ import hashlib
 import shutil
 import tempfile
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from modelgate.artifacts import s3
@@ -99,7 +98,11 @@ class ArtifactCache:
             if scheme == "s3":
                 self._download_s3(url, dest, timeout)
             elif scheme in ("https", "http"):
-                with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+                # Imported for http(s) model data only: urllib.request and http.client are about 1.2 MB of the
+                # gateway's RSS (bench/RESULTS.md, "Memory").
+                from urllib.request import urlopen
+
+                with urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
                     copied = 0
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
                         copied += len(chunk)
