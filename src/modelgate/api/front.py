@@ -26,10 +26,28 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
-from modelgate.api.http import Receive
-from modelgate.api.runtime import ARRIVED, RuntimeApi
+from modelgate.api.runtime import ARRIVED, Answer, RuntimeApi, error_response
+from modelgate.errors import RequestTooLarge
 
 log = logging.getLogger(__name__)
+
+
+class _Invoke:
+    """An InvokeEndpoint request on a uvicorn request cycle: its body, and whether it has run."""
+
+    __slots__ = ("action", "chunks", "name", "running", "size", "started", "too_large")
+
+    def __init__(self, name: str, action: str) -> None:
+        self.name = name
+        self.action = action
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.started = False  # uvicorn started the cycle (it is not waiting behind a pipelined one)
+        self.running = False
+        self.too_large = False
+
+
+_MARK = "_modelgate_invoke"  # the attribute of a RequestResponseCycle that holds its _Invoke (or None)
 
 
 class FrontProtocol(HttpToolsProtocol):
@@ -37,27 +55,86 @@ class FrontProtocol(HttpToolsProtocol):
         super().on_message_begin()
         cast(dict[str, object], self.scope)[ARRIVED] = time.perf_counter()
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+    def _classify(self, cycle: RequestResponseCycle) -> _Invoke | None:
+        invoke = getattr(cycle, _MARK, False)
+        if invoke is not False:
+            return cast(_Invoke | None, invoke)
+        invoke = None
         scope = cycle.scope
         path = scope["path"]
-        runtime = getattr(app, "runtime", None)  # None: not our App (e.g. uvicorn's 503 for over-limit)
-        if scope["method"] == "POST" and path.startswith("/endpoints/") and isinstance(runtime, RuntimeApi):
+        if scope["method"] == "POST" and path.startswith("/endpoints/") and isinstance(self._runtime, RuntimeApi):
             parts = path.split("/")
             if len(parts) == 4:
-                task = self.loop.create_task(_invoke(runtime, cycle, parts[2], parts[3]))
-                task.add_done_callback(self.tasks.discard)
-                self.tasks.add(task)
-                return
-        super()._start_asgi_task(cycle, app)
+                invoke = _Invoke(parts[2], parts[3])
+        setattr(cycle, _MARK, invoke)
+        return invoke
+
+    @property
+    def _runtime(self) -> RuntimeApi | None:
+        return getattr(self.app, "runtime", None)  # None: not our App
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.cycle is not None:
+            self._classify(self.cycle)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        invoke = self._classify(cycle) if app is self.app else None  # not uvicorn's 503 app for over-limit
+        if invoke is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        invoke.started = True
+        if cycle.waiting_for_100_continue and not cycle.transport.is_closing():
+            cycle.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        if not cycle.more_body or invoke.too_large:
+            self._run(cycle, invoke)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        invoke = getattr(cycle, _MARK, None)
+        if invoke is None:
+            super().on_body(body)
+            return
+        if cycle.response_complete or invoke.too_large:
+            return
+        invoke.size += len(body)
+        runtime = self._runtime
+        assert runtime is not None
+        if invoke.size > runtime.max_payload:
+            invoke.too_large = True  # refused now, the rest of the body is read and dropped
+            invoke.chunks.clear()
+            if invoke.started and not invoke.running:
+                self._run(cycle, invoke)
+            return
+        invoke.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        cycle = self.cycle
+        invoke = getattr(cycle, _MARK, None)
+        if invoke is not None and invoke.started and not invoke.running:
+            self._run(cycle, invoke)
+
+    def _run(self, cycle: RequestResponseCycle, invoke: _Invoke) -> None:
+        invoke.running = True
+        runtime = self._runtime
+        assert runtime is not None
+
+        def answer(out: Answer) -> None:
+            _write_answer(runtime, cycle, out)
+
+        if invoke.too_large:
+            answer((*error_response(RequestTooLarge(runtime.too_large_message)), None))
+            return
+        chunks, invoke.chunks = invoke.chunks, []
+        body = b"" if not chunks else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        runtime.begin(cast(dict[str, object], cycle.scope), body, invoke.name, invoke.action, answer)
 
 
-async def _invoke(runtime: RuntimeApi, cycle: RequestResponseCycle, name: str, action: str) -> None:
+def _write_answer(runtime: RuntimeApi, cycle: RequestResponseCycle, out: Answer) -> None:
+    status, headers, body, result = out
     try:
-        status, headers, body, result = await runtime.process(
-            cast(dict[str, object], cycle.scope), cast(Receive, cycle.receive), name, action
-        )
-        if cycle.flow.write_paused and not cycle.disconnected:
-            await cycle.flow.drain()
         if not cycle.disconnected:
             parts = [STATUS_LINE[status], b"content-length: %d\r\n" % len(body)]
             for k, v in headers:
@@ -74,7 +151,7 @@ async def _invoke(runtime: RuntimeApi, cycle: RequestResponseCycle, name: str, a
         cycle.on_response()
         if result is not None:
             runtime.router.record(result)
-    except Exception:  # process() answers every error itself: this is a bug, not the client's doing
+    except Exception:  # begin() answers every error itself: this is a bug, not the client's doing
         log.exception("InvokeEndpoint failed outside the handler")
         cycle.transport.close()
     finally:

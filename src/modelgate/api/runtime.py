@@ -6,14 +6,16 @@ the router, and answer with ``x-Amzn-Invoked-Production-Variant``. Errors carry 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from modelgate.api.http import Receive, Send, new_request_id, read_body, send_response
-from modelgate.errors import InternalFailure, ModelgateError, ValidationError
+from modelgate.errors import InternalFailure, ModelgateError, RequestTooLarge, ValidationError
 from modelgate.routing.router import Invocation, InvocationResult, Router
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 # The scope key under which the HTTP server puts ``time.perf_counter()`` at the request's first byte
 # (modelgate.api.timed_http); without it, time starts when the request reaches this handler.
 ARRIVED = "modelgate.arrived"
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, InvocationResult | None]
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ASCII = re.compile(r"^[\x00-\x7f]*$")
@@ -31,14 +35,12 @@ class RuntimeApi:
     def __init__(self, router: Router, max_payload_bytes: int) -> None:
         self.router = router
         self.max_payload = max_payload_bytes
-        self._too_large = (
+        self.too_large_message = (
             f"Request payload is larger than the limit of {max_payload_bytes} bytes "
             f"({max_payload_bytes // (1024 * 1024)} MiB) for InvokeEndpoint."
         )
 
-    async def handle(
-        self, scope: dict[str, object], receive: Receive, send: Send, name: str, action: str
-    ) -> None:
+    async def handle(self, scope: dict[str, object], receive: Receive, send: Send, name: str, action: str) -> None:
         """The ASGI way in (the plain App); ``api/front.py`` calls :meth:`process` directly."""
         status, headers, body, result = await self.process(scope, receive, name, action)
         await send_response(send, status, body, headers)
@@ -50,6 +52,20 @@ class RuntimeApi:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, InvocationResult | None]:
         """Answer one request: status, headers (without Content-Length), body, and what to record
         once the answer is written (None when it was refused before a variant was chosen)."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        try:
+            body = await read_body(receive, self.max_payload, self.too_large_message)
+        except ModelgateError as exc:
+            return (*error_response(exc), None)
+        self.begin(scope, body, name, action, future.set_result)
+        return await future
+
+    def begin(
+        self, scope: dict[str, object], body: bytes, name: str, action: str, answer: Callable[[Answer], None]
+    ) -> None:
+        """The request path proper: validate, route and forward; ``answer`` is called once with status,
+        headers (without Content-Length), body and what to record after writing (None when the request
+        was refused before a variant was chosen). ``body`` longer than the limit is refused here."""
         arrived = scope.get(ARRIVED)
         started = arrived if isinstance(arrived, float) else time.perf_counter()
         try:
@@ -57,25 +73,15 @@ class RuntimeApi:
                 raise ValidationError(
                     f"{action} is not supported by modelgate yet; use InvokeEndpoint (/endpoints/{{name}}/invocations)."
                 )
-            body = await read_body(receive, self.max_payload, self._too_large)
-            inv = self._parse(scope, body, urllib.parse.unquote(name))
-            result = await self.router.invoke(inv, started)
+            if len(body) > self.max_payload:
+                raise RequestTooLarge(self.too_large_message)
+            inv = self._parse(scope, body, urllib.parse.unquote(name) if "%" in name else name)
+            self.router.begin(inv, started, lambda result: answer(_answer(result)))
         except ModelgateError as exc:
-            return (*error_response(exc), None)
+            answer((*error_response(exc), None))
         except Exception:
             log.exception("unhandled error in InvokeEndpoint")
-            return (*error_response(InternalFailure("An internal error occurred while invoking the endpoint.")), None)
-        reply = result.reply
-        if reply is None:
-            assert result.error is not None
-            return (*error_response(result.error), result)
-        headers = [
-            (b"content-type", (reply.content_type or "application/octet-stream").encode("latin-1")),
-            (b"x-amzn-invoked-production-variant", result.route.name.encode()),
-        ]
-        if reply.custom_attributes is not None:
-            headers.append((b"x-amzn-sagemaker-custom-attributes", reply.custom_attributes.encode("latin-1")))
-        return 200, headers, reply.body, result
+            answer((*error_response(InternalFailure("An internal error occurred while invoking the endpoint.")), None))
 
     def _parse(self, scope: dict[str, object], body: bytes, name: str) -> Invocation:
         if not _NAME.match(name):
@@ -105,6 +111,20 @@ class RuntimeApi:
             target_variant=h.get("x-amzn-sagemaker-target-variant"),
             inference_id=inference_id,
         )
+
+
+def _answer(result: InvocationResult) -> Answer:
+    reply = result.reply
+    if reply is None:
+        assert result.error is not None
+        return (*error_response(result.error), result)
+    headers = [
+        (b"content-type", (reply.content_type or "application/octet-stream").encode("latin-1")),
+        (b"x-amzn-invoked-production-variant", result.route.name_bytes),
+    ]
+    if reply.custom_attributes is not None:
+        headers.append((b"x-amzn-sagemaker-custom-attributes", reply.custom_attributes.encode("latin-1")))
+    return 200, headers, reply.body, result
 
 
 _WANTED = {

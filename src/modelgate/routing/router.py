@@ -5,15 +5,17 @@ Nothing here touches the database, a file, or a lock shared with slow work.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from modelgate.errors import ModelError, ServiceUnavailable, ValidationError
 from modelgate.policies.routing import choose_least_outstanding, choose_random, choose_weighted
 from modelgate.routing.table import Instance, RoutingTable, VariantRoute
-from modelgate.runtime.client import InstanceClient, InstanceTimeout, InstanceUnreachable, Reply
+from modelgate.runtime.client import InstanceClient, InstanceTimeout, Reply
 
 
 class InvocationRecorder(Protocol):
@@ -145,14 +147,14 @@ class Router:
             return instances[choose_random(n, self._random())]
         return instances[choose_least_outstanding([i.outstanding for i in instances], self._random())]
 
-    async def invoke(self, inv: Invocation, started: float | None = None) -> InvocationResult:
-        """Route and forward one request.
+    def begin(self, inv: Invocation, started: float, done: Callable[[InvocationResult], None]) -> None:
+        """Route and forward one request; ``done(result)`` is called once the instance answered or failed.
 
         Raises for what is refused before a variant is chosen (unknown endpoint or variant, no healthy
         instance); anything the instance did comes back in the result, answered or as ``error``, to be
         sent and then passed to :meth:`record`, so that ``OverheadLatency`` covers writing the answer.
+        No task and no future: the answer's parser callback calls ``done`` (api/front.py).
         """
-        t0 = started if started is not None else time.perf_counter()
         route = self.table.get(inv.endpoint)
         if route is None:
             raise ValidationError(f"Endpoint {inv.endpoint} of account {self.account_id} not found.")
@@ -168,29 +170,48 @@ class Router:
         if inv.inference_id is not None:
             headers["X-Amzn-SageMaker-Inference-Id"] = inv.inference_id
         instance.outstanding += 1
-        t1 = time.perf_counter()
-        error: ModelError | None = None
-        reply: Reply | None = None
-        try:
-            reply = await self.client.invoke(instance.base_url, inv.body, headers)
-            status = reply.status
-            if status >= 300:
-                error = self._model_error(inv.endpoint, variant.name, status, reply.body.decode("utf-8", "replace"))
-                reply = None
-        except InstanceUnreachable as exc:
-            status = 500
-            error = self._model_error(
-                inv.endpoint, variant.name, status, f"Instance {instance.id} stopped before answering ({exc})."
-            )
-        except InstanceTimeout:
-            status = 504
-            message = f"Instance {instance.id} did not answer within the invocation timeout."
-            error = self._model_error(inv.endpoint, variant.name, status, message)
-        finally:
+        forwarded = time.perf_counter()
+
+        def answered(reply: Reply | None, exc: Exception | None) -> None:
+            replied = time.perf_counter()
             instance.outstanding -= 1
-        return InvocationResult(
-            inv.endpoint, variant, instance.fleet, status, reply, error, t0, t1, time.perf_counter()
-        )
+            error: ModelError | None = None
+            if reply is not None:
+                status = reply.status
+                if status >= 300:
+                    error = self._model_error(inv.endpoint, variant.name, status, reply.body.decode("utf-8", "replace"))
+                    reply = None
+            elif isinstance(exc, InstanceTimeout):
+                status = 504
+                message = f"Instance {instance.id} did not answer within the invocation timeout."
+                error = self._model_error(inv.endpoint, variant.name, status, message)
+            else:
+                status = 500
+                error = self._model_error(
+                    inv.endpoint, variant.name, status, f"Instance {instance.id} stopped before answering ({exc})."
+                )
+            done(
+                InvocationResult(
+                    inv.endpoint, variant, instance.fleet, status, reply, error, started, forwarded, replied
+                )
+            )
+
+        try:
+            self.client.start_invoke(instance.base_url, inv.body, headers, answered)
+        except BaseException:
+            instance.outstanding -= 1
+            raise
+
+    async def invoke(self, inv: Invocation, started: float | None = None) -> InvocationResult:
+        """:meth:`begin` for a coroutine (the A/B API and the ASGI way in)."""
+        future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+
+        def done(result: InvocationResult) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        self.begin(inv, started if started is not None else time.perf_counter(), done)
+        return await future
 
     def record(self, result: InvocationResult, finished: float | None = None) -> None:
         """Record a routed request once its answer is written (``finished``, default now).

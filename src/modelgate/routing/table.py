@@ -43,13 +43,13 @@ class VariantRoute:
     fleet_shares: tuple[float, ...]
     random_routing: bool
     cum_shares: tuple[float, ...] = field(init=False)
+    instance_count: int = field(init=False)  # the snapshot is immutable: counted once, read per request
+    name_bytes: bytes = field(init=False)  # for the x-Amzn-Invoked-Production-Variant header
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cum_shares", cumulative(self.fleet_shares))
-
-    @property
-    def instance_count(self) -> int:
-        return sum(len(f.instances) for f in self.fleets)
+        object.__setattr__(self, "instance_count", sum(len(f.instances) for f in self.fleets))
+        object.__setattr__(self, "name_bytes", self.name.encode())
 
 
 @dataclass(frozen=True, slots=True)

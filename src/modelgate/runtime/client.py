@@ -15,11 +15,15 @@ after that fails, since the instance may have run it.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 _KEPT = (b"content-type", b"x-amzn-sagemaker-custom-attributes")
@@ -46,11 +50,15 @@ class _StaleConnection(InstanceUnreachable):
     """A reused connection was closed by the instance before any answer: safe to send again."""
 
 
+Done = Callable[[Reply | None, Exception | None], None]
+"""What an exchange ends with: ``(reply, None)`` or ``(None, error)``."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[Reply] | None = None
+        self.exchange: _Exchange | None = None
         self.headers: dict[bytes, bytes] = {}
         self.body: list[bytes] = []
         self.size = 0
@@ -93,17 +101,18 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         h = self.headers
         ct, ca = h.get(b"content-type"), h.get(b"x-amzn-sagemaker-custom-attributes")
+        body = self.body
         reply = Reply(
             self.parser.get_status_code(),
-            b"".join(self.body),
+            body[0] if len(body) == 1 else b"".join(body),
             ct.decode("latin-1") if ct is not None else None,
             ca.decode("latin-1") if ca is not None else None,
         )
         self.keep_alive = self.parser.should_keep_alive()
         self._reset()
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(reply)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.finish(reply, None)
 
     def _reset(self) -> None:
         self.headers, self.body, self.size = {}, [], 0
@@ -111,7 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiter is None:
+        if self.exchange is None:
             return
         if self.headers_done and not self.has_length:
             self.keep_alive = False
@@ -121,9 +130,9 @@ class _Connection(asyncio.Protocol):
         self.fail(_StaleConnection(reason) if self.reused and not self.got_bytes else InstanceUnreachable(reason))
 
     def fail(self, exc: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.finish(None, exc)
 
     def close(self) -> None:
         self.closed = True
@@ -131,11 +140,82 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _Exchange:
+    """One request to an instance and its answer: sent on a connection, timed out, retried once on a
+    new connection when the reused one turns out to be stale; ``done`` is called exactly once."""
+
+    __slots__ = ("base_url", "client", "conn", "done", "payload", "retried", "timeout", "timer")
+
+    def __init__(self, client: InstanceClient, base_url: str, payload: bytes, timeout: float, done: Done) -> None:
+        self.client = client
+        self.base_url = base_url
+        self.payload = payload
+        self.timeout = timeout
+        self.done: Done | None = done
+        self.conn: _Connection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.retried = False
+
+    def send(self, conn: _Connection) -> None:
+        self.conn = conn
+        conn.exchange = self
+        assert conn.transport is not None
+        conn.transport.write(self.payload)
+        self.timer = self.client.loop.call_later(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        if self.conn is not None:
+            self.conn.fail(InstanceTimeout(f"no answer within {self.timeout:g} s"))
+
+    def finish(self, reply: Reply | None, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn = self.conn
+        if conn is not None:
+            if exc is None and conn.keep_alive and not conn.closed:
+                self.client.idle_connection(self.base_url, conn)
+            else:
+                conn.close()  # a late answer must never meet the next request
+        if isinstance(exc, _StaleConnection) and not self.retried:
+            self.retried = True  # the other idle connections may be stale too: retry once on a new one
+            self.client.forget(self.base_url)
+            self.client.connect_and_send(self)
+            return
+        self._call(reply, exc)
+
+    def abort(self) -> None:
+        """The caller gave up (cancelled): close the connection so that no late answer is read."""
+        self.done = None
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.conn is not None:
+            self.conn.exchange = None
+            self.conn.close()
+
+    def _call(self, reply: Reply | None, exc: Exception | None) -> None:
+        done, self.done = self.done, None
+        if done is None:
+            return
+        try:
+            done(reply, exc)
+        except Exception:  # the caller's bug must not break the instance connection it was called from
+            log.exception("the handler of an instance answer failed")
+
+
 class InstanceClient:
     def __init__(self, invocation_timeout: float) -> None:
         self._timeout = invocation_timeout
         self._idle: dict[str, list[_Connection]] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _head(self, base_url: str, line: str) -> bytes:
         key = (base_url, line)
@@ -145,54 +225,77 @@ class InstanceClient:
             head = self._heads[key] = f"{line} HTTP/1.1\r\nHost: {netloc}\r\n".encode("latin-1")
         return head
 
-    async def _connection(self, base_url: str) -> _Connection:
+    def _payload(self, base_url: str, line: str, body: bytes, headers: dict[str, str]) -> bytes:
+        parts = [self._head(base_url, line), b"Content-Length: %d\r\n" % len(body)]
+        for name, value in headers.items():
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts += [b"\r\n", body]
+        return b"".join(parts)
+
+    def idle_connection(self, base_url: str, conn: _Connection) -> None:
+        idle = self._idle.get(base_url)
+        if idle is None:
+            self._idle[base_url] = [conn]
+        else:
+            idle.append(conn)
+
+    def start(
+        self, base_url: str, line: str, body: bytes, headers: dict[str, str], timeout: float, done: Done
+    ) -> _Exchange:
+        """Send a request without waiting: on a kept-alive idle connection at once (the request path:
+        no task, no future), else on a new connection from a task. ``done`` is called once, later."""
+        exchange = _Exchange(self, base_url, self._payload(base_url, line, body, headers), timeout, done)
         idle = self._idle.get(base_url)
         while idle:
             conn = idle.pop()
             if not conn.closed:
                 conn.reused = True
-                return conn
-        url = urlsplit(base_url)
-        try:
-            _, conn = await asyncio.get_running_loop().create_connection(
-                _Connection, url.hostname or "127.0.0.1", url.port or 80
-            )
-        except OSError as exc:
-            raise InstanceUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        return conn
+                exchange.send(conn)
+                return exchange
+        self.connect_and_send(exchange)
+        return exchange
 
-    async def _send(self, base_url: str, payload: bytes, timeout: float) -> Reply:
-        conn = await self._connection(base_url)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Reply] = loop.create_future()
-        conn.waiter = waiter
-        assert conn.transport is not None
-        conn.transport.write(payload)
-        timer = loop.call_later(timeout, conn.fail, InstanceTimeout(f"no answer within {timeout:g} s"))
+    def connect_and_send(self, exchange: _Exchange) -> None:
+        task = self.loop.create_task(self._connect_and_send(exchange))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_and_send(self, exchange: _Exchange) -> None:
+        url = urlsplit(exchange.base_url)
         try:
-            reply = await waiter
-        except BaseException:
-            conn.close()  # a late answer must never meet the next request
+            _, conn = await self.loop.create_connection(_Connection, url.hostname or "127.0.0.1", url.port or 80)
+        except OSError as exc:
+            exchange.finish(None, InstanceUnreachable(f"{type(exc).__name__}: {exc}"))
+            return
+        except asyncio.CancelledError:
+            exchange.finish(None, InstanceUnreachable("the gateway is shutting down"))
             raise
-        finally:
-            timer.cancel()
-        if conn.keep_alive and not conn.closed:
-            self._idle.setdefault(base_url, []).append(conn)
-        else:
+        if exchange.done is None:  # aborted while connecting
             conn.close()
-        return reply
+            return
+        exchange.send(conn)
+
+    def start_invoke(self, base_url: str, body: bytes, headers: dict[str, str], done: Done) -> _Exchange:
+        return self.start(base_url, "POST /invocations", body, headers, self._timeout, done)
 
     async def _request(self, base_url: str, line: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
-        parts = [self._head(base_url, line), b"Content-Length: %d\r\n" % len(body)]
-        for name, value in headers.items():
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        parts += [b"\r\n", body]
-        payload = b"".join(parts)
+        future: asyncio.Future[Reply] = self.loop.create_future()
+
+        def done(reply: Reply | None, exc: Exception | None) -> None:
+            if future.done():
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                assert reply is not None
+                future.set_result(reply)
+
+        exchange = self.start(base_url, line, body, headers, timeout, done)
         try:
-            return await self._send(base_url, payload, timeout)
-        except _StaleConnection:
-            self.forget(base_url)  # the others may be stale too: retry once on a new connection
-            return await self._send(base_url, payload, timeout)
+            return await future
+        except asyncio.CancelledError:
+            exchange.abort()
+            raise
 
     async def invoke(self, base_url: str, body: bytes, headers: dict[str, str]) -> Reply:
         return await self._request(base_url, "POST /invocations", body, headers, self._timeout)
@@ -214,3 +317,5 @@ class InstanceClient:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+        for task in list(self._connecting):
+            task.cancel()
