@@ -137,12 +137,13 @@ _WANTED = {
 
 
 def _headers(scope: dict[str, object]) -> dict[str, str]:
-    """The few headers InvokeEndpoint reads (lower-case names), decoded; the others are not touched."""
+    """The few headers InvokeEndpoint reads, decoded; the others are not touched. ASGI servers give
+    header names in lower case (uvicorn lowers them as it parses)."""
     out: dict[str, str] = {}
     raw = scope["headers"]
     assert isinstance(raw, list)
     for k, v in raw:
-        name = _WANTED.get(k.lower())
+        name = _WANTED.get(k)
         if name is not None:
             out[name] = v.decode("latin-1")
     return out

@@ -45,7 +45,7 @@ class NullRecorder:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per request, and frozen fields cost a setattr call each
 class Invocation:
     endpoint: str
     body: bytes
