@@ -122,6 +122,9 @@ class FrontProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.queue: deque[_Request] = deque()  # requests not answered yet, oldest (the one served) first
+        # Idle since (loop time), None while a request is being read or answered. One timer per
+        # connection looks at it and re-arms itself, instead of a timer made and cancelled per request.
+        self.idle_since: float | None = None
         self.keep_alive_timer: asyncio.TimerHandle | None = None
 
         # The request being parsed.
@@ -162,7 +165,7 @@ class FrontProtocol(asyncio.Protocol):
         pass
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_keep_alive()
+        self.idle_since = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -352,13 +355,23 @@ class FrontProtocol(asyncio.Protocol):
         if self.queue:
             self._start(self.queue[0])
         else:
-            self.keep_alive_timer = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_expired)
+            self.idle_since = now = self.loop.time()
+            if self.keep_alive_timer is None:
+                self.keep_alive_timer = self.loop.call_at(now + self.timeout_keep_alive, self._keep_alive_check)
 
     def _cancel_keep_alive(self) -> None:
         if self.keep_alive_timer is not None:
             self.keep_alive_timer.cancel()
             self.keep_alive_timer = None
 
-    def _keep_alive_expired(self) -> None:
-        if not self.transport.is_closing():
+    def _keep_alive_check(self) -> None:
+        """Close the connection once it has been idle for the keep-alive timeout."""
+        self.keep_alive_timer = None
+        since = self.idle_since
+        if since is None or self.transport.is_closing():
+            return  # busy: the next answer re-arms it
+        left = since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.keep_alive_timer = self.loop.call_later(left, self._keep_alive_check)
+        else:
             self.transport.close()

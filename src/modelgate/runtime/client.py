@@ -71,9 +71,34 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.headers_done = False
         self.has_length = False
+        # The exchange's deadline, checked by one lazily re-armed timer per connection rather than a
+        # timer made and cancelled per request (call_later + cancel cost more than the rest of a send).
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+
+    def watch(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Fail the exchange in flight if no answer comes within ``timeout`` seconds from now."""
+        self.deadline = deadline = loop.time() + timeout
+        timer = self.timer
+        if timer is not None and timer.when() <= deadline:
+            return  # it will look again then (an earlier, shorter exchange's timer)
+        if timer is not None:
+            timer.cancel()
+        self.timer = loop.call_at(deadline, self._check_deadline, loop)
+
+    def _check_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        exchange = self.exchange
+        if exchange is None or self.closed:
+            return
+        left = self.deadline - loop.time()
+        if left > 0:
+            self.timer = loop.call_later(left, self._check_deadline, loop)
+            return
+        self.fail(InstanceTimeout(f"no answer within {exchange.timeout:g} s"))
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -123,6 +148,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.exchange is None:
             return
         if self.headers_done and not self.has_length:
@@ -139,6 +167,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -147,7 +178,7 @@ class _Exchange:
     """One request to an instance and its answer: sent on a connection, timed out, retried once on a
     new connection when the reused one turns out to be stale; ``done`` is called exactly once."""
 
-    __slots__ = ("base_url", "client", "conn", "done", "payload", "retried", "timeout", "timer")
+    __slots__ = ("base_url", "client", "conn", "done", "payload", "retried", "timeout")
 
     def __init__(self, client: InstanceClient, base_url: str, payload: bytes, timeout: float, done: Done) -> None:
         self.client = client
@@ -156,7 +187,6 @@ class _Exchange:
         self.timeout = timeout
         self.done: Done | None = done
         self.conn: _Connection | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.retried = False
 
     def send(self, conn: _Connection) -> None:
@@ -164,16 +194,9 @@ class _Exchange:
         conn.exchange = self
         assert conn.transport is not None
         conn.transport.write(self.payload)
-        self.timer = self.client.loop.call_later(self.timeout, self._expire)
-
-    def _expire(self) -> None:
-        if self.conn is not None:
-            self.conn.fail(InstanceTimeout(f"no answer within {self.timeout:g} s"))
+        conn.watch(self.client.loop, self.timeout)
 
     def finish(self, reply: Reply | None, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         conn = self.conn
         if conn is not None:
             if exc is None and conn.keep_alive and not conn.closed:
@@ -190,8 +213,6 @@ class _Exchange:
     def abort(self) -> None:
         """The caller gave up (cancelled): close the connection so that no late answer is read."""
         self.done = None
-        if self.timer is not None:
-            self.timer.cancel()
         if self.conn is not None:
             self.conn.exchange = None
             self.conn.close()
