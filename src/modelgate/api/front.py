@@ -51,6 +51,10 @@ _BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_INVALID), _INVALID)
 )
+_SERVER_ERROR = (
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
+)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -168,6 +172,10 @@ class FrontProtocol(asyncio.Protocol):
         self.idle_since = None
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:  # one of our callbacks raised: a bug, not the client's
+            log.exception("the HTTP front failed on a request")
+            self.transport.write(_SERVER_ERROR)
+            self.transport.close()
         except httptools.HttpParserError:
             _uvicorn_log.warning("Invalid HTTP request received.")
             self.transport.write(_BAD_REQUEST)
