@@ -121,6 +121,7 @@ class _Running:
         flush_bytes: int,
         event_filter: EventFilter | None = None,
         registration_poll: float = 1.0,
+        assignment_flush_seconds: float = 0.1,
     ) -> None:
         # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
         # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
@@ -128,6 +129,7 @@ class _Running:
         from starlette.applications import Starlette
 
         from modelgate.experiments.aggregator import Aggregator
+        from modelgate.experiments.assignment_cache import AssignmentCache
         from modelgate.experiments.events import EventBuffer
         from modelgate.experiments.http import ExperimentsApi
         from modelgate.experiments.service import ExperimentService
@@ -141,16 +143,22 @@ class _Running:
         experiments = SqlExperimentStore(engine)
         assignments = SqlAssignmentStore(engine)
         self.assignments = assignments
+        # The service reads assignments from memory and writes them behind (experiments.assignment_cache);
+        # loaded here, in the building thread, so returning users are found without a store read.
+        self.cache = AssignmentCache(assignments, clock, flush_seconds=assignment_flush_seconds)
+        loaded = self.cache.load(clock.now())
+        log.info("A/B assignments in memory: %d (%s)", loaded, "all" if self.cache.complete else "the latest used")
         sink = sink_from_url(events_url)
         self.buffer = EventBuffer(sink, clock, max_age=flush_seconds, max_bytes=flush_bytes)
         self.aggregator = Aggregator(
-            sink, experiments, clock, assignments=assignments, event_filter=event_filter, metrics=MetricsPort(metrics)
-        )
+            sink, experiments, clock, assignments=self.cache.reader(), event_filter=event_filter,
+            metrics=MetricsPort(metrics),
+        )  # fmt: skip
         self.service = ExperimentService(
             invoker=RouterInvoker(router),
             catalog=ControlCatalog(control),
             experiments=experiments,
-            assignments=assignments,
+            assignments=self.cache,
             events=self.buffer,
             clock=clock,
             rng=np.random.default_rng(),
@@ -175,6 +183,7 @@ class _Running:
         self._tasks = [
             asyncio.create_task(run_pipeline(self.buffer, self.aggregator, self.clock, self._stop)),
             asyncio.create_task(self._registrations()),
+            asyncio.create_task(self.cache.run(self._stop)),  # writes assignments behind; all of them on stop
         ]
 
     async def stop(self) -> None:
@@ -242,6 +251,7 @@ class Experiments:
         flush_bytes: int,
         event_filter: EventFilter | None = None,
         registration_poll: float = 1.0,
+        assignment_flush_seconds: float = 0.1,
     ) -> None:
         self.engine = engine
         self.events_url = events_url
@@ -249,7 +259,7 @@ class Experiments:
         self.catalog = ControlCatalog(control)
         self.poll = registration_poll
         self._args = (engine, router, control, controller, metrics, clock, events_url, flush_seconds, flush_bytes,
-                      event_filter, registration_poll)  # fmt: skip
+                      event_filter, registration_poll, assignment_flush_seconds)  # fmt: skip
         self.running: _Running | None = None
         self._building = asyncio.Lock()
         self._stop = asyncio.Event()

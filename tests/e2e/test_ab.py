@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,3 +134,59 @@ def test_thompson_sampling_finds_the_best_variant(server_factory: Any, echo_imag
             time.sleep(1.2)  # let the 1 s flush and fold catch up, as real traffic spread over time would
     last = Counter(served[-1000:])
     assert last["high"] >= 850, last
+
+
+def test_assignments_survive_a_kill_and_a_graceful_stop_writes_everything(
+    server_factory: Any, echo_image: str
+) -> None:
+    """Assignments and served records are written behind (every 0.1 s): after a wait longer than that, a
+    kill -9 loses none of them; a graceful stop writes what is still in memory."""
+    server = server_factory(MODELGATE_AB_FLUSH_SECONDS="1")
+    sm = server.client("sagemaker")
+    deploy_echo(sm, echo_image, "sticky", [("A", 1.0, 1), ("B", 1.0, 1)])
+    api = Api(server)
+    status, body = api.post("/register", {"endpoint_name": "sticky", "strategy": "WeightedSampling"})
+    assert status == 201, body
+    served: dict[str, tuple[str, str]] = {}  # user -> (variant, inference id)
+    for i in range(20):
+        status, body = api.post("/invocation", {"endpoint_name": "sticky", "user_id": f"u{i}", "data": "1",
+                                                 "content_type": "text/csv"})  # fmt: skip
+        assert status == 201, body
+        served[f"u{i}"] = (body["endpoint_variant"], body["inference_id"])
+    assert {v for v, _ in served.values()} == {"A", "B"}
+    time.sleep(0.5)  # longer than the write-behind interval
+    server.kill9()
+    server.start()  # the same data directory and port
+    wait_in_service(sm, "sticky")
+    api = Api(server)
+    for user, (variant, _) in served.items():
+        status, body = api.post("/invocation", {"endpoint_name": "sticky", "user_id": user, "data": "2",
+                                                 "content_type": "text/csv"})  # fmt: skip
+        assert (status, body["endpoint_variant"]) == (200, variant), (user, body)
+    variant, inference_id = served["u0"]
+    # Credited by the served record written before the kill (no user id: only that record can say).
+    status, body = api.post("/conversion", {"endpoint_name": "sticky", "inference_id": inference_id})
+    assert (status, body["endpoint_variant"]) == (200, variant), body
+    deadline = time.monotonic() + 15
+    while True:  # the conversion is counted for that variant once its event file is folded
+        _, stats = api.post("/stats", {"endpoint_name": "sticky"})
+        conversions = {m["variant_name"]: m["conversion_count"] for m in stats["variant_metrics"]}
+        if conversions[variant] == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert conversions == {variant: 1, "AB".replace(variant, ""): 0}, stats
+
+    new_users: dict[str, str] = {}
+    for i in range(20):
+        status, body = api.post("/invocation", {"endpoint_name": "sticky", "user_id": f"n{i}", "data": "3",
+                                                 "content_type": "text/csv"})  # fmt: skip
+        new_users[f"n{i}"] = body["endpoint_variant"]
+    server.stop()  # SIGTERM right after the last answer: the shutdown writes what is left
+    db = sqlite3.connect(server.data_dir / "modelgate.db")
+    try:
+        rows = dict(db.execute("SELECT user_id, variant FROM ab_assignments WHERE user_id LIKE 'n%'").fetchall())
+        served_rows = db.execute("SELECT COUNT(*) FROM ab_served WHERE endpoint_name = 'sticky'").fetchone()[0]
+    finally:
+        db.close()
+    assert rows == new_users
+    assert served_rows == 20 + 20 + 20  # before the kill, after it, before the stop

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from modelgate.errors import ModelError, ValidationError
-from modelgate.experiments.assignments import Assignment, Served
+from modelgate.experiments.assignments import Assignment, AssignmentStore, Served
 from modelgate.experiments.entities import Experiment, ExperimentParams, VariantCounts, VariantSpec
 from modelgate.experiments.errors import StoreUnavailable
 from modelgate.experiments.events import Event
@@ -45,6 +46,7 @@ class MemoryAssignmentStore(_Failing):
         self.rows: dict[tuple[str, str], Assignment] = {}
         self.served_rows: dict[tuple[str, str], Served] = {}
         self.writes = 0
+        self.batches = 0
 
     def get(self, user_id: str, endpoint_name: str) -> Assignment | None:
         self._check()
@@ -64,6 +66,19 @@ class MemoryAssignmentStore(_Failing):
         record = self.served_rows.get((endpoint_name, inference_id))
         return record if record is not None and record.expires_at > now else None
 
+    def write(self, assignments: Sequence[Assignment], served: Sequence[Served]) -> None:
+        self._check()
+        self.batches += 1
+        for a in assignments:
+            self.put(a)
+        for s in served:
+            self.record_served(s)
+
+    def recent(self, limit: int, now: float) -> tuple[list[Assignment], bool]:
+        self._check()
+        live = sorted((a for a in self.rows.values() if a.expires_at > now), key=lambda a: -a.expires_at)
+        return live[:limit], len(live) <= limit
+
     def purge_expired(self, now: float) -> int:
         self._check()
         gone_a = [k for k, a in self.rows.items() if a.expires_at <= now]
@@ -73,6 +88,50 @@ class MemoryAssignmentStore(_Failing):
         for k2 in gone_s:
             del self.served_rows[k2]
         return len(gone_a) + len(gone_s)
+
+
+class ThreadCheckingStore:
+    """Wraps an AssignmentStore and records each call by name, and separately each call made on the thread
+    it was built on (the event loop's, when built in a coroutine): ``on_loop`` must stay empty."""
+
+    def __init__(self, inner: AssignmentStore) -> None:
+        self.inner = inner
+        self.loop_thread = threading.get_ident()
+        self.calls: list[str] = []
+        self.on_loop: list[str] = []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop.append(name)
+
+    def get(self, user_id: str, endpoint_name: str) -> Assignment | None:
+        self._call("get")
+        return self.inner.get(user_id, endpoint_name)
+
+    def put(self, assignment: Assignment) -> None:
+        self._call("put")
+        self.inner.put(assignment)
+
+    def record_served(self, served: Served) -> None:
+        self._call("record_served")
+        self.inner.record_served(served)
+
+    def served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
+        self._call("served")
+        return self.inner.served(endpoint_name, inference_id, now)
+
+    def write(self, assignments: Sequence[Assignment], served: Sequence[Served]) -> None:
+        self._call("write")
+        self.inner.write(assignments, served)
+
+    def recent(self, limit: int, now: float) -> tuple[list[Assignment], bool]:
+        self._call("recent")
+        return self.inner.recent(limit, now)
+
+    def purge_expired(self, now: float) -> int:
+        self._call("purge_expired")
+        return self.inner.purge_expired(now)
 
 
 class MemoryExperimentStore(_Failing):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from starlette.types import ASGIApp, Message
 
+from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.http import create_app
 from modelgate.experiments.service import ExperimentService
 
@@ -30,9 +31,11 @@ class Env:
         self.assignments = MemoryAssignmentStore()
         self.experiments = MemoryExperimentStore()
         self.events = RecordingEventLog()
+        clock = FakeClock()
+        cache = AssignmentCache(self.assignments, clock)  # not loaded: a miss reads the store
         self.service = ExperimentService(
             invoker=self.gateway, catalog=self.gateway, experiments=self.experiments,
-            assignments=self.assignments, events=self.events, clock=FakeClock(), rng=np.random.default_rng(0),
+            assignments=cache, events=self.events, clock=clock, rng=np.random.default_rng(0),
         )  # fmt: skip
         self.app = create_app(self.service, max_body_bytes=10_000)
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine
 
 from modelgate.errors import ModelError, ModelgateError
 from modelgate.experiments.analysis import design_of
-from modelgate.experiments.assignments import DAY, Assignment
+from modelgate.experiments.assignment_cache import AssignmentCache
+from modelgate.experiments.assignments import DAY, Assignment, AssignmentStore
 from modelgate.experiments.entities import ExperimentParams, Strategy, VariantCounts, VariantSpec
 from modelgate.experiments.errors import (
     AssignmentNotFound,
@@ -27,8 +31,16 @@ from modelgate.experiments.errors import (
 )
 from modelgate.experiments.sequential import next_looks
 from modelgate.experiments.service import ExperimentService, Requester
+from modelgate.experiments.sqlstore import SqlAssignmentStore, create_tables
 
-from .fakes import FakeClock, FakeGateway, MemoryAssignmentStore, MemoryExperimentStore, RecordingEventLog
+from .fakes import (
+    FakeClock,
+    FakeGateway,
+    MemoryAssignmentStore,
+    MemoryExperimentStore,
+    RecordingEventLog,
+    ThreadCheckingStore,
+)
 
 T = TypeVar("T")
 TAGS = {"ab-testing:enabled": "true", "ab-testing:strategy": "WeightedSampling"}
@@ -43,22 +55,53 @@ class World:
     service: ExperimentService
     gateway: FakeGateway
     experiments: MemoryExperimentStore
-    assignments: MemoryAssignmentStore
+    assignments: MemoryAssignmentStore  # the store behind the cache
+    cache: AssignmentCache
     events: RecordingEventLog
     clock: FakeClock
 
+    def stored(self, user_id: str) -> Assignment | None:
+        """What the store holds for the user once the cache has written what it holds."""
+        assert run(self.cache.flush())
+        return self.assignments.get(user_id, "ep")
 
-def make_world(variants: list[tuple[str, float]] | None = None, tags: dict[str, str] | None = None) -> World:
-    gateway = FakeGateway({"ep": variants or [("A", 0.5), ("B", 0.5)]}, {"ep": TAGS if tags is None else tags})
+    def restart(self, **cache_options: Any) -> World:
+        """A gateway started again on the same stores: a new service, a new cache (loaded) over them."""
+        return make_world(
+            gateway=self.gateway, experiments=self.experiments, assignments=self.assignments, clock=self.clock,
+            **cache_options,
+        )  # fmt: skip
+
+
+def make_world(
+    variants: list[tuple[str, float]] | None = None,
+    tags: dict[str, str] | None = None,
+    *,
+    loaded: bool = True,
+    gateway: FakeGateway | None = None,
+    experiments: MemoryExperimentStore | None = None,
+    assignments: MemoryAssignmentStore | None = None,
+    clock: FakeClock | None = None,
+    **cache_options: Any,
+) -> World:
+    """``loaded``: the cache was filled from the store at start, so (while everything fits) it holds every
+    assignment and never reads the store; else every miss reads the store."""
+    gateway = gateway or FakeGateway(
+        {"ep": variants or [("A", 0.5), ("B", 0.5)]}, {"ep": TAGS if tags is None else tags}
+    )
     experiments, assignments, events, clock = (
-        MemoryExperimentStore(), MemoryAssignmentStore(), RecordingEventLog(), FakeClock(),
+        experiments or MemoryExperimentStore(), assignments or MemoryAssignmentStore(), RecordingEventLog(),
+        clock or FakeClock(),
     )  # fmt: skip
+    cache = AssignmentCache(assignments, clock, **cache_options)
+    if loaded:
+        cache.load(clock.now())
     ids = iter(range(10**6))
     service = ExperimentService(
-        invoker=gateway, catalog=gateway, experiments=experiments, assignments=assignments, events=events,
+        invoker=gateway, catalog=gateway, experiments=experiments, assignments=cache, events=events,
         clock=clock, rng=np.random.default_rng(1), new_id=lambda: f"id-{next(ids)}",
     )  # fmt: skip
-    return World(service, gateway, experiments, assignments, events, clock)
+    return World(service, gateway, experiments, assignments, cache, events, clock)
 
 
 @pytest.fixture
@@ -135,7 +178,7 @@ def test_new_user_gets_201_then_200_and_the_event_has_the_anchor_fields(w: World
     assert first.strategy == "WeightedSampling"
     assert first.target_variant == first.endpoint_variant and first.target_variant in {"A", "B"}
     assert (w.gateway.calls[0].target_variant, w.gateway.calls[0].body) == (first.target_variant, b'"hello"')
-    stored = w.assignments.get("u1", "ep")
+    stored = w.stored("u1")
     assert stored is not None and stored.variant == first.target_variant
     assert stored.expires_at == w.clock.now() + 90 * DAY
     e = w.events.events[-1]
@@ -158,11 +201,11 @@ def test_generated_ids_are_returned(w: World) -> None:
 
 def test_the_ttl_is_refreshed_on_use_and_an_expired_assignment_is_redrawn(w: World) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1"))
-    written = w.assignments.get("u1", "ep")
+    written = w.stored("u1")
     assert written is not None
     w.clock.advance(10 * DAY)
     assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 200
-    refreshed = w.assignments.get("u1", "ep")
+    refreshed = w.stored("u1")
     assert refreshed is not None and refreshed.expires_at == written.expires_at + 10 * DAY
     w.clock.advance(91 * DAY)
     assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 201
@@ -172,27 +215,31 @@ def test_a_user_whose_variant_left_the_endpoint_is_reassigned(w: World) -> None:
     w.gateway.endpoints["ep"] = [("A", 1.0)]
     w.service.register("ep")
     w.gateway.endpoints["ep"] = [("A", 0.5), ("B", 0.5)]
-    w.assignments.put(Assignment("u1", "ep", "B", w.clock.now() + DAY))
+    w.cache.put(Assignment("u1", "ep", "B", w.clock.now() + DAY))
     out = run(w.service.invoke("ep", b"{}", user_id="u1"))
     assert (out.status, out.target_variant) == (201, "A")
-    stored = w.assignments.get("u1", "ep")
+    stored = w.stored("u1")
     assert stored is not None and stored.variant == "A"
 
 
 def test_manual_override_is_202_and_writes_no_assignment(w: World) -> None:
     out = run(w.service.invoke("ep", b"{}", user_id="u1", endpoint_variant="B"))
     assert (out.status, out.strategy, out.target_variant, out.endpoint_variant) == (202, "Manual", "B", "B")
-    assert w.assignments.get("u1", "ep") is None
+    assert w.stored("u1") is None
     assert w.events.events[-1].strategy == "Manual"
 
 
-@pytest.mark.parametrize("broken", ["assignments", "experiments", "unregistered"])
-def test_fallback_uses_the_endpoint_weights_and_is_recorded(w: World, broken: str) -> None:
+@pytest.mark.parametrize("broken", ["assignments", "experiments", "unregistered", "backlog"])
+def test_fallback_uses_the_endpoint_weights_and_is_recorded(broken: str) -> None:
+    # Not loaded: the new user's miss must read the store. max_backlog=0: the store has refused writes for
+    # so long that the cache holds all it may, and takes no new assignment.
+    w = make_world(loaded=broken != "assignments", max_backlog=0 if broken == "backlog" else 100)
+    w.service.register("ep")
     if broken == "assignments":
         w.assignments.fail = True
     elif broken == "experiments":
         w.experiments.fail = True
-    else:
+    elif broken == "unregistered":
         w.service.deregister("ep")
     out = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
     assert (out.status, out.strategy, out.target_variant) == (202, "Fallback", None)
@@ -223,7 +270,7 @@ def test_a_failing_event_log_does_not_fail_the_invocation(w: World) -> None:
 
 def test_conversion_is_credited_to_the_variant_that_served_the_inference(w: World) -> None:
     served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="B"))
-    out = w.service.convert("ep", inference_id="i1", reward=0.5)  # no user id at all
+    out = run(w.service.convert("ep", inference_id="i1", reward=0.5))  # no user id at all
     assert (out.status, out.endpoint_variant, out.reward, out.strategy) == (200, served.endpoint_variant, 0.5, "Manual")
     e = w.events.events[-1]
     assert (e.type, e.endpoint_variant, e.target_variant, e.reward, e.inference_id) == (
@@ -233,23 +280,23 @@ def test_conversion_is_credited_to_the_variant_that_served_the_inference(w: Worl
 
 def test_conversion_by_user_assignment_with_the_default_reward(w: World) -> None:
     first = run(w.service.invoke("ep", b"{}", user_id="u1"))
-    out = w.service.convert("ep", user_id="u1")
+    out = run(w.service.convert("ep", user_id="u1"))
     assert (out.status, out.endpoint_variant, out.reward) == (200, first.endpoint_variant, 1.0)
 
 
 def test_a_conversion_from_an_unknown_user_is_refused_not_drawn(w: World) -> None:
     with pytest.raises(AssignmentNotFound) as info:
-        w.service.convert("ep", user_id="stranger")
+        run(w.service.convert("ep", user_id="stranger"))
     assert (info.value.code, info.value.status) == ("AssignmentNotFound", 404)
-    assert w.assignments.get("stranger", "ep") is None
+    assert w.stored("stranger") is None
     assert w.events.events == []
 
 
 def test_manual_conversion_must_match_the_serving_variant(w: World) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="A"))
-    assert w.service.convert("ep", inference_id="i1", endpoint_variant="A").status == 202
+    assert run(w.service.convert("ep", inference_id="i1", endpoint_variant="A")).status == 202
     with pytest.raises(VariantMismatch) as info:
-        w.service.convert("ep", inference_id="i1", endpoint_variant="B")
+        run(w.service.convert("ep", inference_id="i1", endpoint_variant="B"))
     assert info.value.status == 400
 
 
@@ -257,20 +304,125 @@ def test_manual_conversion_must_match_the_serving_variant(w: World) -> None:
 def test_rewards_outside_zero_one_are_refused(w: World, reward: Any) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1"))
     with pytest.raises(InvalidReward) as info:
-        w.service.convert("ep", user_id="u1", reward=reward)
+        run(w.service.convert("ep", user_id="u1", reward=reward))
     assert (info.value.code, info.value.status) == ("InvalidReward", 400)
     assert [e.type for e in w.events.events] == ["invocation"]
 
 
-def test_conversion_falls_back_when_the_store_fails(w: World) -> None:
+def test_conversion_falls_back_when_the_store_fails_and_memory_cannot_answer(w: World) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    restarted = w.restart()  # memory holds the user's assignment again, not the served record
     w.assignments.fail = True
-    out = w.service.convert("ep", user_id="u1", inference_id="i1")
+    out = run(restarted.service.convert("ep", user_id="u1", inference_id="i1"))
     assert (out.status, out.strategy, out.endpoint_variant) == (202, "Fallback", None)
-    e = w.events.events[-1]
+    e = restarted.events.events[-1]
     assert (e.type, e.strategy, e.endpoint_variant, e.user_id, e.inference_id) == (
         "conversion", "Fallback", None, "u1", "i1",
     )  # fmt: skip
+
+
+def test_a_conversion_right_after_its_invocation_is_credited_before_any_write(w: World) -> None:
+    """The served record is still in the cache's backlog (here the store even refuses every call)."""
+    w.assignments.fail = True
+    served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert served.status == 201  # memory holds every assignment (loaded at start): no store read needed
+    out = run(w.service.convert("ep", inference_id="i1", reward=0.25))
+    assert (out.status, out.endpoint_variant, out.reward) == (200, served.endpoint_variant, 0.25)
+    by_user = run(w.service.convert("ep", user_id="u1"))
+    assert (by_user.status, by_user.endpoint_variant) == (200, served.endpoint_variant)
+    assert w.assignments.batches == 0 and w.cache.backlog == 2
+    w.assignments.fail = False
+    assert w.stored("u1") is not None and w.assignments.served("ep", "i1", w.clock.now()) is not None
+
+
+def test_a_returning_user_keeps_the_variant_across_a_restart(w: World) -> None:
+    first = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert run(w.cache.flush())
+    for loaded in (True, False):  # found in memory (loaded at start), or read from the store on a miss
+        restarted = w.restart(loaded=loaded)
+        again = run(restarted.service.invoke("ep", b"{}", user_id="u1"))
+        assert (again.status, again.endpoint_variant) == (200, first.endpoint_variant)
+        out = run(restarted.service.convert("ep", inference_id="i1"))
+        assert (out.status, out.endpoint_variant) == (200, first.endpoint_variant)
+
+
+@pytest.mark.parametrize("loaded", [True, False])
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_invocation_path_calls_no_store_on_the_event_loop(loaded: bool, backend: str, tmp_path: Path) -> None:
+    """Every assignment-store and experiment-store call of invoke and convert is made in a worker thread;
+    with memory loaded at start, a returning user costs no store read at all."""
+    clock = FakeClock()
+    gateway = FakeGateway({"ep": [("A", 0.5), ("B", 0.5)]}, {"ep": TAGS})
+    experiments = MemoryExperimentStore()
+    experiments.start("ep", ExperimentParams(), (VariantSpec("A", 0.5), VariantSpec("B", 0.5)), clock.now())
+    inner: AssignmentStore = MemoryAssignmentStore()
+    if backend == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'ab.db'}")
+        create_tables(engine)
+        inner = SqlAssignmentStore(engine)
+    inner.put(Assignment("back", "ep", "B", clock.now() + DAY))  # assigned before the gateway started
+    experiment_calls: list[tuple[str, bool]] = []  # (method, called on the loop's thread)
+
+    async def scenario() -> tuple[ThreadCheckingStore, str]:
+        store = ThreadCheckingStore(inner)  # built on the loop's thread: calls on it are recorded as such
+        loop_thread = threading.get_ident()
+        for name in ("current", "latest", "counts"):
+            original = getattr(experiments, name)
+
+            def checked(*args: Any, _name: str = name, _original: Any = original) -> Any:
+                experiment_calls.append((_name, threading.get_ident() == loop_thread))
+                return _original(*args)
+
+            setattr(experiments, name, checked)
+        cache = AssignmentCache(store, clock)
+        if loaded:
+            await asyncio.to_thread(cache.load, clock.now())  # as the gateway does, while it builds A/B
+        service = ExperimentService(
+            invoker=gateway, catalog=gateway, experiments=experiments, assignments=cache,
+            events=RecordingEventLog(), clock=clock, rng=np.random.default_rng(3),
+        )  # fmt: skip
+        stop = asyncio.Event()
+        writer = asyncio.create_task(cache.run(stop))
+        back = await service.invoke("ep", b"{}", user_id="back")
+        assert (back.status, back.endpoint_variant) == (200, "B")
+        new = await service.invoke("ep", b"{}", user_id="new")
+        assert new.status == 201
+        assert (await service.convert("ep", inference_id=back.inference_id)).endpoint_variant == "B"
+        assert (await service.convert("ep", user_id="new")).endpoint_variant == new.endpoint_variant
+        stop.set()
+        await writer  # writes what is left
+        return store, back.inference_id
+
+    store, inference_id = asyncio.run(scenario())
+    assert store.on_loop == []
+    assert experiment_calls == [("current", False), ("counts", False)]  # one read of the open experiment
+    if loaded:
+        assert set(store.calls) == {"recent", "write"}  # memory answered every read
+    else:
+        assert store.calls.count("get") == 2 and "served" not in store.calls  # each user's first miss
+    assert inner.get("new", "ep") is not None and inner.served("ep", inference_id, clock.now()) is not None
+
+
+def test_concurrent_requests_of_a_new_user_read_the_store_once_and_agree() -> None:
+    w = make_world(loaded=False)
+    w.service.register("ep")
+    reads = 0
+    original = w.assignments.get
+
+    def counting(user_id: str, endpoint_name: str) -> Assignment | None:
+        nonlocal reads
+        reads += 1
+        return original(user_id, endpoint_name)
+
+    w.assignments.get = counting  # type: ignore[method-assign]
+
+    async def together() -> list[int]:
+        outs = await asyncio.gather(*(w.service.invoke("ep", b"{}", user_id="u1") for _ in range(5)))
+        assert len({o.endpoint_variant for o in outs}) == 1
+        return sorted(o.status for o in outs)
+
+    assert run(together()) == [200, 200, 200, 200, 201]
+    assert reads == 1
 
 
 # --- stats and promotion ------------------------------------------------------------------------------
@@ -324,7 +476,7 @@ def test_promote_without_a_variant_takes_the_verdicts_winner(w: World) -> None:
     assert w.gateway.weight_updates == [("ep", {"A": 0.0, "B": 1.0})]
 
 
-def test_the_open_experiment_is_reread_at_most_every_cache_period(w: World) -> None:
+def test_the_open_experiment_is_reread_at_most_every_cache_period_in_the_background(w: World) -> None:
     reads = 0
     original = w.experiments.current
 
@@ -334,12 +486,44 @@ def test_the_open_experiment_is_reread_at_most_every_cache_period(w: World) -> N
         return original(endpoint_name)
 
     w.experiments.current = counting  # type: ignore[method-assign]
-    for i in range(3):
-        run(w.service.invoke("ep", b"{}", user_id=f"u{i}"))
-    assert reads == 1
-    w.clock.advance(1.0)
-    run(w.service.invoke("ep", b"{}", user_id="u9"))
-    assert reads == 2
-    w.gateway.endpoints["ep"] = [("A", 1.0)]
-    w.service.register("ep")  # a registration through this service is seen at once
-    assert run(w.service.invoke("ep", b"{}", user_id="new")).target_variant == "A"
+
+    async def scenario() -> None:
+        for i in range(3):
+            await w.service.invoke("ep", b"{}", user_id=f"u{i}")
+        assert reads == 1
+        w.clock.advance(1.0)
+        # Aged: answered from memory at once, while one read refreshes it in a worker thread.
+        outs = await asyncio.gather(*(w.service.invoke("ep", b"{}", user_id=f"v{i}") for i in range(3)))
+        assert all(o.status == 201 for o in outs)
+        for _ in range(500):
+            if reads == 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        assert reads == 2
+        await w.service.invoke("ep", b"{}", user_id="u9")
+        assert reads == 2  # refreshed: fresh again
+        w.gateway.endpoints["ep"] = [("A", 1.0)]
+        w.service.register("ep")  # a registration through this service is seen at once
+        assert (await w.service.invoke("ep", b"{}", user_id="new")).target_variant == "A"
+
+    run(scenario())
+
+
+def test_a_failed_refresh_of_the_experiment_leads_to_fallback_on_the_next_request(w: World) -> None:
+    async def scenario() -> list[str]:
+        strategies = [(await w.service.invoke("ep", b"{}", user_id="u1")).strategy]
+        w.experiments.fail = True
+        w.clock.advance(1.0)
+        strategies.append((await w.service.invoke("ep", b"{}", user_id="u1")).strategy)  # the aged entry
+        for _ in range(500):
+            await asyncio.sleep(0.01)  # the background refresh fails and drops the entry
+            out = await w.service.invoke("ep", b"{}", user_id="u1")
+            if out.strategy == "Fallback":
+                break
+        strategies.append(out.strategy)
+        w.experiments.fail = False
+        strategies.append((await w.service.invoke("ep", b"{}", user_id="u1")).strategy)
+        return strategies
+
+    assert run(scenario()) == ["WeightedSampling", "WeightedSampling", "Fallback", "WeightedSampling"]

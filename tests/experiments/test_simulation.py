@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import create_engine, event
 
 from modelgate.experiments.aggregator import Aggregator
+from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.entities import ExperimentParams, Strategy
 from modelgate.experiments.events import EventBuffer
 from modelgate.experiments.service import ExperimentService
@@ -44,11 +45,13 @@ async def simulate(tmp_path: Path, users: int) -> list[str]:
     clock = FakeClock()
     sink = DirectorySink(tmp_path / "events")
     buffer = EventBuffer(sink, clock, max_age=1.0)
+    cache = AssignmentCache(assignments, clock)
+    cache.load(clock.now())
     service = ExperimentService(
-        invoker=gateway, catalog=gateway, experiments=experiments, assignments=assignments, events=buffer,
+        invoker=gateway, catalog=gateway, experiments=experiments, assignments=cache, events=buffer,
         clock=clock, rng=np.random.default_rng(2024),
     )  # fmt: skip
-    aggregator = Aggregator(sink, experiments, clock, assignments=assignments)
+    aggregator = Aggregator(sink, experiments, clock, assignments=cache.reader())
     service.register("ep", ExperimentParams(strategy=Strategy.THOMPSON_SAMPLING))
     users_rng = np.random.default_rng(7)
     served = []
@@ -56,11 +59,13 @@ async def simulate(tmp_path: Path, users: int) -> list[str]:
         out = await service.invoke("ep", b"{}", user_id=f"user-{i}")
         served.append(out.endpoint_variant)
         if users_rng.random() < RATES[out.endpoint_variant]:
-            service.convert("ep", user_id=f"user-{i}", inference_id=out.inference_id)
+            await service.convert("ep", user_id=f"user-{i}", inference_id=out.inference_id)
         clock.advance(0.01)
         if buffer.due():
+            await cache.flush()
             buffer.flush()
             aggregator.run_once()
+    assert await cache.flush() and assignments.get("user-0", "ep") is not None
     engine.dispose()
     return served
 

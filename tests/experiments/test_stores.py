@@ -50,6 +50,41 @@ def test_served_records_expire(stores: tuple[SqlAssignmentStore, SqlExperimentSt
     assert a.served("ep", "inf-1", NOW + 100) is None
 
 
+def test_a_batch_of_writes_upserts_every_row(stores: tuple[SqlAssignmentStore, SqlExperimentStore]) -> None:
+    a, _ = stores
+    a.put(Assignment("u1", "ep", "A", NOW + 10))
+    a.write(
+        [Assignment("u1", "ep", "B", NOW + 20), Assignment("u2", "ep", "A", NOW + 30)],
+        [Served("ep", "i1", "B", 4, "UCB1", "u1", NOW + 40), Served("ep", "i2", "A", None, "Fallback", "u2", NOW + 40)],
+    )
+    assert a.get("u1", "ep") == Assignment("u1", "ep", "B", NOW + 20)
+    assert a.get("u2", "ep") == Assignment("u2", "ep", "A", NOW + 30)
+    assert a.served("ep", "i2", NOW) == Served("ep", "i2", "A", None, "Fallback", "u2", NOW + 40)
+    a.write([], [])
+
+
+def test_a_large_batch_is_written_in_several_statements(stores: tuple[SqlAssignmentStore, SqlExperimentStore]) -> None:
+    a, _ = stores  # SQLite: 999 parameters per statement at most, so 142 served records and 249 assignments
+    a.put(Assignment("u7", "ep", "Z", NOW))
+    a.write(
+        [Assignment(f"u{i}", "ep", "AB"[i % 2], NOW + 1 + i) for i in range(1000)],
+        [Served("ep", f"i{i}", "AB"[i % 2], None, "UCB1", f"u{i}", NOW + 1) for i in range(1000)],
+    )
+    found, everything = a.recent(2000, NOW)
+    assert everything and len(found) == 1000 and found[0] == Assignment("u999", "ep", "B", NOW + 1000)
+    assert a.get("u7", "ep") == Assignment("u7", "ep", "B", NOW + 8)
+    assert all(a.served("ep", f"i{i}", NOW) is not None for i in (0, 141, 142, 999))
+
+
+def test_recent_assignments_latest_expiry_first(stores: tuple[SqlAssignmentStore, SqlExperimentStore]) -> None:
+    a, _ = stores
+    assert a.recent(10, NOW) == ([], True)
+    a.write([Assignment(f"u{i}", "ep", "A", NOW + i) for i in range(5)], [])  # u0 has expired
+    assert a.recent(10, NOW) == ([Assignment(f"u{i}", "ep", "A", NOW + i) for i in (4, 3, 2, 1)], True)
+    assert a.recent(4, NOW) == ([Assignment(f"u{i}", "ep", "A", NOW + i) for i in (4, 3, 2, 1)], True)
+    assert a.recent(2, NOW) == ([Assignment("u4", "ep", "A", NOW + 4), Assignment("u3", "ep", "A", NOW + 3)], False)
+
+
 def test_purge_expired(stores: tuple[SqlAssignmentStore, SqlExperimentStore]) -> None:
     a, _ = stores
     a.put(Assignment("old", "ep", "A", NOW - 1))
@@ -123,6 +158,18 @@ def test_sql_errors_become_store_unavailable(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'ab.db'}")
+    create_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE ab_served"))  # the batch's assignments are written first, then this fails
+    store = SqlAssignmentStore(engine)
+    with pytest.raises(StoreUnavailable):
+        store.write([Assignment("u", "ep", "A", NOW + 1)], [Served("ep", "i", "A", None, "Manual", "u", NOW + 1)])
+    assert store.get("u", "ep") is None
+    engine.dispose()
+
+
 # --- the sticky policy -------------------------------------------------------------------------------
 
 
@@ -172,5 +219,7 @@ def test_the_portable_upsert_path_used_by_other_databases(tmp_path: Path) -> Non
     with engine.begin() as conn:
         upsert(conn, row)
         upsert(conn, {**row, "variant": "B", "expires_at": 2.0})
-    assert SqlAssignmentStore(engine).get("u", "ep") == Assignment("u", "ep", "B", 2.0)
+        upsert.many(conn, [{**row, "user_id": "v"}, {**row, "user_id": "u", "variant": "C"}])
+    assert SqlAssignmentStore(engine).get("u", "ep") == Assignment("u", "ep", "C", 1.0)
+    assert SqlAssignmentStore(engine).get("v", "ep") == Assignment("v", "ep", "A", 1.0)
     engine.dispose()

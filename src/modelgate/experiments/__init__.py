@@ -7,6 +7,8 @@ Modules, from the pure core outwards:
 - ``sequential``: the group-sequential test of each challenger against the control, pure.
 - ``analysis``: credible intervals, probability of being best, expected loss, and the verdict, pure.
 - ``assignments``: sticky (user, endpoint) assignment policy and its store interface.
+- ``backlog`` / ``assignment_cache``: assignments and served records in memory, written behind in
+  batches from a worker thread, so that the service does no store I/O on the event loop.
 - ``store`` / ``sqlstore``: experiments, folded counts and looks; the SQLAlchemy implementations.
 - ``events`` / ``sinks``: the JSON-lines event log, its buffer and filter; directory and S3 sinks.
 - ``aggregator``: folds event files into counts exactly once and takes the sequential looks.

@@ -12,12 +12,15 @@ or the user has since been reassigned.
 
 Storage sits behind :class:`AssignmentStore`; ``sqlstore.SqlAssignmentStore`` implements it. Stores raise
 :class:`~modelgate.experiments.errors.StoreUnavailable` when they cannot answer, and the service falls
-back to the endpoint's own weights.
+back to the endpoint's own weights. Store calls block: the service reaches the store through
+:class:`~modelgate.experiments.assignment_cache.AssignmentCache` (memory, writes behind, reads in a
+worker thread), never on the event loop. :class:`AssignmentReader` is the read-only part the aggregator
+needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,10 +48,17 @@ class Served:
     expires_at: float
 
 
-class AssignmentStore(Protocol):
+class AssignmentReader(Protocol):
     def get(self, user_id: str, endpoint_name: str) -> Assignment | None:
         """The stored assignment, expired or not (the policy decides), or None."""
         ...
+
+    def served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
+        """The unexpired record of an inference, or None."""
+        ...
+
+
+class AssignmentStore(AssignmentReader, Protocol):
 
     def put(self, assignment: Assignment) -> None:
         """Insert or replace the assignment of (user_id, endpoint_name)."""
@@ -58,8 +68,15 @@ class AssignmentStore(Protocol):
         """Insert or replace the record of (endpoint_name, inference_id)."""
         ...
 
-    def served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
-        """The unexpired record of an inference, or None."""
+    def write(self, assignments: Sequence[Assignment], served: Sequence[Served]) -> None:
+        """Insert or replace every assignment and served record given, in one transaction (all or none).
+
+        At most one of each key per call (the cache's batches are coalesced)."""
+        ...
+
+    def recent(self, limit: int, now: float) -> tuple[list[Assignment], bool]:
+        """Up to ``limit`` unexpired assignments, latest expiry (most recently used) first, and whether
+        that is all of the unexpired ones."""
         ...
 
     def purge_expired(self, now: float) -> int:

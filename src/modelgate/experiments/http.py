@@ -17,6 +17,7 @@ status; an unexpected exception is a 500 ``InternalFailure`` whose details go to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -247,7 +248,7 @@ class ExperimentsApi:
 
     async def conversion(self, request: Request) -> Response:
         body = await _json_body(request, self._limit)
-        out = self._service.convert(
+        out = await self._service.convert(
             body["endpoint_name"],
             user_id=_optional_str(body, "user_id"),
             inference_id=_optional_str(body, "inference_id"),
@@ -269,7 +270,9 @@ class ExperimentsApi:
 
     async def stats(self, request: Request) -> Response:
         body = await _json_body(request, self._limit)
-        return JSONResponse(render_stats(self._service.stats(body["endpoint_name"])))
+        # The store reads and the analysis (numpy, scipy) run in a worker thread, not on the event loop.
+        summary = await asyncio.to_thread(self._service.stats, body["endpoint_name"])
+        return JSONResponse(render_stats(summary))
 
     async def register(self, request: Request) -> Response:
         body = await _json_body(request, self._limit)

@@ -26,13 +26,20 @@
 ``promote``: sends all traffic to the winner (or a named variant) with UpdateEndpointWeightsAndCapacities
     and closes the experiment. NoWinner (409) if no variant is named and the verdict names none.
 
-Store calls are synchronous (SQLite answers in well under a millisecond); the event log never blocks.
-The open experiment and its counts are cached for ``cache_seconds`` (1 s), so an invocation costs one
-assignment read, at most one assignment write, and one served-inference write.
+``invoke`` and ``convert`` do no store I/O on the event loop. Assignments and served records go through
+:class:`~modelgate.experiments.assignment_cache.AssignmentCache`: read from memory (a miss it cannot
+answer reads the store in a worker thread), written to memory and to the store behind, in batches. A
+write cannot fail on the request path; while the cache's backlog is full (the store has been failing
+for long) it refuses new writes with StoreUnavailable, and the answer is Fallback as above. The open
+experiment and its counts are cached for ``cache_seconds`` (1 s) and re-read in a worker thread, in the
+background once cached (one read per endpoint at a time); the event log never blocks. ``stats`` reads
+in a worker thread (see ``http``); ``register``, ``deregister`` and ``promote`` (rare, administrative)
+call the experiment store directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -43,7 +50,8 @@ import numpy as np
 from modelgate.clock import Clock
 from modelgate.experiments import strategies
 from modelgate.experiments.analysis import Summary, summarize
-from modelgate.experiments.assignments import AssignmentStore, StickyPolicy
+from modelgate.experiments.assignment_cache import AssignmentCache
+from modelgate.experiments.assignments import StickyPolicy
 from modelgate.experiments.entities import (
     FALLBACK,
     MANUAL,
@@ -67,6 +75,8 @@ from modelgate.experiments.ports import EndpointCatalog, Invoker
 from modelgate.experiments.store import ExperimentStore
 
 logger = logging.getLogger(__name__)
+
+_OpenExperiment = tuple[Experiment | None, dict[str, VariantCounts]]  # an endpoint's open experiment, its counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +145,7 @@ class ExperimentService:
         invoker: Invoker,
         catalog: EndpointCatalog,
         experiments: ExperimentStore,
-        assignments: AssignmentStore,
+        assignments: AssignmentCache,
         events: EventLog,
         clock: Clock,
         rng: np.random.Generator,
@@ -154,6 +164,7 @@ class ExperimentService:
         self._new_id = new_id
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Experiment | None, dict[str, VariantCounts]]] = {}
+        self._loading: dict[str, asyncio.Task[_OpenExperiment]] = {}
 
     # --- invocation ---------------------------------------------------------------------------------
 
@@ -175,7 +186,7 @@ class ExperimentService:
             selection = _Selection(202, MANUAL, endpoint_variant, None)
         else:
             try:
-                selection = self._select(endpoint_name, user_id)
+                selection = await self._select(endpoint_name, user_id)
             except Exception as exc:
                 logger.warning("A/B selection for %s failed, falling back to endpoint weights: %r", endpoint_name, exc)
                 selection = _Selection(202, FALLBACK, None, None)
@@ -215,12 +226,14 @@ class ExperimentService:
             result.content_type,
         )
 
-    def _select(self, endpoint_name: str, user_id: str) -> _Selection:
-        now = self._clock.now()
-        experiment, counts = self._open_experiment(endpoint_name)
+    async def _select(self, endpoint_name: str, user_id: str) -> _Selection:
+        experiment, counts = await self._open_experiment(endpoint_name)
         if experiment is None:
             raise ExperimentNotFound(f"Endpoint {endpoint_name} has no open experiment")
-        existing = self._assignments.get(user_id, endpoint_name)
+        existing = await self._assignments.get(user_id, endpoint_name)
+        # From here to the put, no await: a request of the same user that waited for the same store read
+        # resumes after this one has written its choice, and finds it.
+        now = self._clock.now()
         variant = self._policy.current(existing, experiment.variant_names, now)
         if existing is not None and variant is not None:
             renewal = self._policy.renewal(existing, now)
@@ -232,25 +245,64 @@ class ExperimentService:
         self._assignments.put(self._policy.assign(user_id, endpoint_name, choice.variant, now))
         return _Selection(201, choice.strategy.value, choice.variant, experiment.id)
 
-    def _open_experiment(self, endpoint_name: str) -> tuple[Experiment | None, dict[str, VariantCounts]]:
-        """The open experiment and its counts, re-read at most every ``cache_seconds``.
+    async def _open_experiment(self, endpoint_name: str) -> _OpenExperiment:
+        """The open experiment and its counts from memory, re-read in a worker thread every ``cache_seconds``.
 
         Counts only change when the aggregator folds a flush (every 60 s by default), and registration
         through this service drops the entry, so a second's staleness costs nothing and saves three
-        queries per invocation. Another gateway's registration is seen within ``cache_seconds``.
+        queries per invocation. Another gateway's registration is seen within ``cache_seconds``. An entry
+        that has aged is still answered while one read per endpoint refreshes it in the background (a
+        read from a worker thread waits for the GIL while the loop is busy: requests should not wait for
+        it). Without an entry (the first request, after a registration, or after a failed refresh),
+        requests wait for that read, and a failed read fails each of them: Fallback.
         """
         now = self._clock.monotonic()
         cached = self._cache.get(endpoint_name)
-        if cached is not None and now - cached[0] < self._cache_seconds:
+        if cached is not None:
+            if now - cached[0] >= self._cache_seconds:
+                self._reload(endpoint_name, now)
             return cached[1], cached[2]
+        return await asyncio.shield(self._reload(endpoint_name, now))
+
+    def _reload(self, endpoint_name: str, now: float) -> asyncio.Task[_OpenExperiment]:
+        load = self._loading.get(endpoint_name)
+        if load is None:
+            load = asyncio.ensure_future(asyncio.to_thread(self._read_open_experiment, endpoint_name))
+            self._loading[endpoint_name] = load
+            load.add_done_callback(lambda done: self._loaded(endpoint_name, now, done))
+        return load
+
+    def _read_open_experiment(self, endpoint_name: str) -> _OpenExperiment:
         experiment = self._experiments.current(endpoint_name)
-        counts = self._experiments.counts(experiment.id) if experiment is not None else {}
-        self._cache[endpoint_name] = (now, experiment, counts)
-        return experiment, counts
+        return experiment, self._experiments.counts(experiment.id) if experiment is not None else {}
+
+    def _loaded(self, endpoint_name: str, started: float, load: asyncio.Task[_OpenExperiment]) -> None:
+        if self._loading.get(endpoint_name) is not load:
+            return  # a registration dropped it meanwhile: its answer may predate the registration
+        del self._loading[endpoint_name]
+        if load.cancelled():
+            return
+        error = load.exception()
+        if error is None:
+            experiment, counts = load.result()
+            self._cache[endpoint_name] = (started, experiment, counts)
+        elif self._cache.pop(endpoint_name, None) is not None:  # the next request waits for a read
+            logger.warning("could not re-read the A/B experiment of %s: %r", endpoint_name, error)
+
+    def _forget(self, endpoint_name: str) -> None:
+        self._cache.pop(endpoint_name, None)
+        self._loading.pop(endpoint_name, None)
+
+    async def _latest_experiment(self, endpoint_name: str) -> Experiment | None:
+        """The open experiment is the latest one (starting one closes the other); else ask the store."""
+        experiment, _ = await self._open_experiment(endpoint_name)
+        if experiment is not None:
+            return experiment
+        return await asyncio.to_thread(self._experiments.latest, endpoint_name)
 
     # --- conversion ---------------------------------------------------------------------------------
 
-    def convert(
+    async def convert(
         self,
         endpoint_name: str,
         *,
@@ -262,10 +314,10 @@ class ExperimentService:
     ) -> ConversionOutcome:
         reward = check_reward(reward)
         if endpoint_variant is not None:
-            selection = self._manual_conversion(endpoint_name, inference_id, endpoint_variant)
+            selection = await self._manual_conversion(endpoint_name, inference_id, endpoint_variant)
         else:
             try:
-                found = self._served_variant(endpoint_name, user_id, inference_id)
+                found = await self._served_variant(endpoint_name, user_id, inference_id)
             except Exception as exc:
                 logger.warning("A/B conversion lookup for %s failed; left for the aggregator: %r", endpoint_name, exc)
                 found = _Selection(202, FALLBACK, None, None)
@@ -296,32 +348,34 @@ class ExperimentService:
             selection.status, selection.strategy, endpoint_name, selection.target, inference, user, reward
         )
 
-    def _manual_conversion(self, endpoint_name: str, inference_id: str | None, variant: str) -> _Selection:
+    async def _manual_conversion(self, endpoint_name: str, inference_id: str | None, variant: str) -> _Selection:
         record = None
         if inference_id is not None:
             try:
-                record = self._assignments.served(endpoint_name, inference_id, self._clock.now())
+                record = await self._assignments.served(endpoint_name, inference_id, self._clock.now())
             except Exception as exc:
                 logger.warning("could not check which variant served %s: %r", inference_id, exc)
         if record is not None and record.variant != variant:
             raise VariantMismatch(f"inference {inference_id} was served by variant {record.variant}, not {variant}")
         return _Selection(202, MANUAL, variant, record.experiment_id if record else None)
 
-    def _served_variant(self, endpoint_name: str, user_id: str | None, inference_id: str | None) -> _Selection | None:
+    async def _served_variant(
+        self, endpoint_name: str, user_id: str | None, inference_id: str | None
+    ) -> _Selection | None:
         now = self._clock.now()
         if inference_id is not None:
-            record = self._assignments.served(endpoint_name, inference_id, now)
+            record = await self._assignments.served(endpoint_name, inference_id, now)
             if record is not None:
                 return _Selection(200, record.strategy, record.variant, record.experiment_id)
         if user_id is None:
             return None
-        existing = self._assignments.get(user_id, endpoint_name)
+        existing = await self._assignments.get(user_id, endpoint_name)
         if existing is None or existing.expires_at <= now:
             return None
         renewal = self._policy.renewal(existing, now)
         if renewal is not None:
             self._assignments.put(renewal)
-        experiment = self._experiments.latest(endpoint_name)
+        experiment = await self._latest_experiment(endpoint_name)
         if experiment is None:  # the assignment outlived every experiment record: credit it, unlabelled
             return _Selection(200, FALLBACK, existing.variant, None)
         experiment_id = experiment.id if existing.variant in experiment.variant_names else None
@@ -350,7 +404,7 @@ class ExperimentService:
             raise NoVariants(f"endpoint {endpoint_name} has no variant with a positive weight")
         if params.control is not None and params.control not in {s.name for s in specs}:
             raise UnknownVariant(f"control {params.control} is not a variant of {endpoint_name} with traffic")
-        self._cache.pop(endpoint_name, None)
+        self._forget(endpoint_name)
         current = self._experiments.current(endpoint_name)
         if current is not None and current.params == params and current.variants == specs:
             return Registration(200, endpoint_name, current)
@@ -359,7 +413,7 @@ class ExperimentService:
         )
 
     def deregister(self, endpoint_name: str) -> Experiment | None:
-        self._cache.pop(endpoint_name, None)
+        self._forget(endpoint_name)
         return self._experiments.close(endpoint_name, self._clock.now())
 
     async def promote(self, endpoint_name: str, variant: str | None = None) -> Promotion:
@@ -376,7 +430,7 @@ class ExperimentService:
             raise UnknownVariant(f"{variant} is not a variant of the experiment on {endpoint_name}")
         weights = {name: 1.0 if name == variant else 0.0 for name in endpoint_variants}
         await self._catalog.set_weights(endpoint_name, weights)
-        self._cache.pop(endpoint_name, None)
+        self._forget(endpoint_name)
         self._experiments.close(endpoint_name, self._clock.now())
         return Promotion(endpoint_name, variant, weights, experiment.id)
 
