@@ -105,24 +105,28 @@ class MetricsPort:
         self.metrics.put_metric_data(namespace, [MetricDatum(name, dims, timestamp, value=value, unit=unit)])
 
 
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    """What the experiments subsystem is built from: given to :class:`Experiments`, used by :class:`_Running`."""
+
+    engine: Engine
+    router: Router
+    control: ControlPlane
+    controller: EndpointController
+    metrics: MetricsService
+    clock: Clock
+    events_url: str
+    flush_seconds: float
+    flush_bytes: int
+    event_filter: EventFilter | None
+    registration_poll: float
+    assignment_flush_seconds: float
+
+
 class _Running:
     """The experiments subsystem, built: stores, event pipeline, service, REST app, registrations."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        router: Router,
-        control: ControlPlane,
-        controller: EndpointController,
-        metrics: MetricsService,
-        clock: Clock,
-        events_url: str,
-        flush_seconds: float,
-        flush_bytes: int,
-        event_filter: EventFilter | None = None,
-        registration_poll: float = 1.0,
-        assignment_flush_seconds: float = 0.1,
-    ) -> None:
+    def __init__(self, w: _Wiring) -> None:
         # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
         # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
         import numpy as np
@@ -136,27 +140,27 @@ class _Running:
         from modelgate.experiments.sinks import sink_from_url
         from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
 
-        create_tables(engine)
-        self.clock = clock
-        self.controller = controller
-        self.poll = registration_poll
-        experiments = SqlExperimentStore(engine)
-        assignments = SqlAssignmentStore(engine)
+        create_tables(w.engine)
+        self.clock = clock = w.clock
+        self.controller = w.controller
+        self.poll = w.registration_poll
+        experiments = SqlExperimentStore(w.engine)
+        assignments = SqlAssignmentStore(w.engine)
         self.assignments = assignments
         # The service reads assignments from memory and writes them behind (experiments.assignment_cache);
         # loaded here, in the building thread, so returning users are found without a store read.
-        self.cache = AssignmentCache(assignments, clock, flush_seconds=assignment_flush_seconds)
+        self.cache = AssignmentCache(assignments, clock, flush_seconds=w.assignment_flush_seconds)
         loaded = self.cache.load(clock.now())
         log.info("A/B assignments in memory: %d (%s)", loaded, "all" if self.cache.complete else "the latest used")
-        sink = sink_from_url(events_url)
-        self.buffer = EventBuffer(sink, clock, max_age=flush_seconds, max_bytes=flush_bytes)
+        sink = sink_from_url(w.events_url)
+        self.buffer = EventBuffer(sink, clock, max_age=w.flush_seconds, max_bytes=w.flush_bytes)
         self.aggregator = Aggregator(
-            sink, experiments, clock, assignments=self.cache.reader(), event_filter=event_filter,
-            metrics=MetricsPort(metrics),
+            sink, experiments, clock, assignments=self.cache.reader(), event_filter=w.event_filter,
+            metrics=MetricsPort(w.metrics),
         )  # fmt: skip
         self.service = ExperimentService(
-            invoker=RouterInvoker(router),
-            catalog=ControlCatalog(control),
+            invoker=RouterInvoker(w.router),
+            catalog=ControlCatalog(w.control),
             experiments=experiments,
             assignments=self.cache,
             events=self.buffer,
@@ -258,8 +262,10 @@ class Experiments:
         self.controller = controller
         self.catalog = ControlCatalog(control)
         self.poll = registration_poll
-        self._args = (engine, router, control, controller, metrics, clock, events_url, flush_seconds, flush_bytes,
-                      event_filter, registration_poll, assignment_flush_seconds)  # fmt: skip
+        self._wiring = _Wiring(
+            engine, router, control, controller, metrics, clock, events_url, flush_seconds, flush_bytes,
+            event_filter, registration_poll, assignment_flush_seconds,
+        )  # fmt: skip
         self.running: _Running | None = None
         self._building = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -289,7 +295,7 @@ class Experiments:
     async def activate(self) -> _Running:
         async with self._building:
             if self.running is None:
-                running = await asyncio.to_thread(_Running, *self._args)
+                running = await asyncio.to_thread(_Running, self._wiring)
                 if not self._stop.is_set():
                     running.start()
                 self.running = running
