@@ -1,7 +1,7 @@
 """The peers, each installed by the suite into its own virtual environment under the output directory.
 
 MLServer 1.7.1 with mlserver-xgboost (uvloop pinned to 0.21.0: its workers crash at start with 0.23),
-and TorchServe 0.12 (Java, plus torch from the CPU-only index: its worker imports torch) with a small
+and TorchServe 0.12 (Java, plus a CPU build of torch: its worker imports torch) with a small
 handler (``torchserve_handler.py``) that runs the same booster. An installation that fails is reported
 as such; it never fails the whole run.
 """
@@ -21,7 +21,10 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 XGBOOST = "xgboost==3.2.0"  # the version modelgate's containers use
 MLSERVER = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "uvloop==0.21.0", XGBOOST]
 TORCHSERVE = ["torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml", XGBOOST]
-TORCH_CPU = ["torch", "--index-url", "https://download.pytorch.org/whl/cpu"]
+# A CPU build of torch: from PyTorch's CPU index, or where that is out of reach (this VM reaches PyPI only)
+# from the CPU wheel pip finds on the machine (`/opt/wheels` here). PyPI's own torch is a CUDA build of
+# several GB, which the `+cpu` local version keeps out.
+TORCH_CPU = ["torch==2.13.0+cpu", "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
 # One OpenMP thread per prediction, as modelgate's containers (and SageMaker's XGBoost container) set it.
 # With the library default (a thread per core), a one-row prediction on this 2-core machine stalls in

@@ -61,3 +61,38 @@ def test_an_invocation_without_an_answer_times_out() -> None:
         raise AssertionError("no timeout")
 
     assert 0.4 < asyncio.run(main()) < 3.0
+
+
+class _SlowServer(asyncio.Protocol):
+    """Answers 0.2 s after the request, the headers first and the body 0.1 s later."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        write = self.transport.write  # type: ignore[attr-defined]
+        loop.call_later(0.2, write, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        loop.call_later(0.3, write, b"ok")
+
+
+def test_the_reply_is_timed_from_the_write_to_the_chunk_that_completes_it() -> None:
+    """ModelLatency's two stamps (client.Reply): ``sent`` when the request is handed to the kernel,
+    ``received`` when the last chunk of the answer is read, before it is parsed; not the first chunk."""
+
+    async def main() -> tuple[float, float, float, float]:
+        server = await asyncio.get_running_loop().create_server(_SlowServer, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = InstanceClient(invocation_timeout=5.0)
+        try:
+            before = time.perf_counter()
+            reply = await client.invoke(url, b"x", {})
+            after = time.perf_counter()
+            return before, reply.sent, reply.received, after
+        finally:
+            await client.close()
+            server.close()
+
+    before, sent, received, after = asyncio.run(main())
+    assert before <= sent <= received <= after
+    assert received - sent >= 0.29  # the body's chunk, 0.3 s after the request, not the headers' at 0.2 s

@@ -137,6 +137,7 @@ class FrontProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
         self.arrived = 0.0
+        self.chunk_at = 0.0  # perf_counter() when the chunk being parsed was read
 
     # ------------------------------------------------------------------------------------ asyncio protocol
 
@@ -170,6 +171,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
+        self.chunk_at = time.perf_counter()  # a request beginning in this chunk arrived now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:  # one of our callbacks raised: a bug, not the client's
@@ -202,7 +204,7 @@ class FrontProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
-        self.arrived = time.perf_counter()
+        self.arrived = self.chunk_at
         self.url = b""
         self.headers = []
         self.expect_continue = False

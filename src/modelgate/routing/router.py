@@ -173,28 +173,27 @@ class Router:
         forwarded = time.perf_counter()
 
         def answered(reply: Reply | None, exc: Exception | None) -> None:
-            replied = time.perf_counter()
             instance.outstanding -= 1
             error: ModelError | None = None
             if reply is not None:
+                # ModelLatency is the instance's part alone: from the request handed to the kernel to the
+                # answer's last chunk received (client.Reply); building the request and parsing the
+                # answer are the gateway's own work, so OverheadLatency has them.
+                sent, received = reply.sent, reply.received
                 status = reply.status
                 if status >= 300:
                     error = self._model_error(inv.endpoint, variant.name, status, reply.body.decode("utf-8", "replace"))
                     reply = None
-            elif isinstance(exc, InstanceTimeout):
-                status = 504
-                message = f"Instance {instance.id} did not answer within the invocation timeout."
-                error = self._model_error(inv.endpoint, variant.name, status, message)
             else:
-                status = 500
-                error = self._model_error(
-                    inv.endpoint, variant.name, status, f"Instance {instance.id} stopped before answering ({exc})."
-                )
-            done(
-                InvocationResult(
-                    inv.endpoint, variant, instance.fleet, status, reply, error, started, forwarded, replied
-                )
-            )
+                sent, received = forwarded, time.perf_counter()
+                if isinstance(exc, InstanceTimeout):
+                    status = 504
+                    message = f"Instance {instance.id} did not answer within the invocation timeout."
+                else:
+                    status = 500
+                    message = f"Instance {instance.id} stopped before answering ({exc})."
+                error = self._model_error(inv.endpoint, variant.name, status, message)
+            done(InvocationResult(inv.endpoint, variant, instance.fleet, status, reply, error, started, sent, received))
 
         try:
             self.client.start_invoke(instance.base_url, inv.body, headers, answered)
@@ -216,9 +215,10 @@ class Router:
     def record(self, result: InvocationResult, finished: float | None = None) -> None:
         """Record a routed request once its answer is written (``finished``, default now).
 
-        ModelLatency is from the request's first byte written to the instance to its answer's last
-        byte read; OverheadLatency is the rest of the time from the request's arrival (``started``)
-        to ``finished``.
+        ModelLatency is from the request handed to the instance's connection (the write) to the
+        arrival of its answer's last chunk, before the gateway parses it; OverheadLatency is the rest
+        of the time from the request's arrival (``started``: its first chunk read from the client's
+        connection) to ``finished``.
         """
         t_end = finished if finished is not None else time.perf_counter()
         model_us = (result.replied - result.forwarded) * 1e6

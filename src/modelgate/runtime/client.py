@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -43,10 +44,17 @@ class InstanceTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """An instance's answer, with when the request was handed to the kernel (``sent``) and when the
+    chunk that completed the answer was received, before the gateway parsed it (``received``), both
+    ``time.perf_counter()``: ModelLatency is the time between, so the gateway's own work on either side
+    (building the request, parsing the answer) counts as overhead."""
+
     status: int
     body: bytes
     content_type: str | None
     custom_attributes: str | None
+    sent: float
+    received: float
 
 
 class _StaleConnection(InstanceUnreachable):
@@ -71,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.headers_done = False
         self.has_length = False
+        self.chunk_at = 0.0  # perf_counter() when the last chunk of the answer was received
         # The exchange's deadline, checked by one lazily re-armed timer per connection rather than a
         # timer made and cancelled per request (call_later + cancel cost more than the rest of a send).
         self.deadline = 0.0
@@ -101,6 +110,7 @@ class _Connection(asyncio.Protocol):
         self.fail(InstanceTimeout(f"no answer within {exchange.timeout:g} s"))
 
     def data_received(self, data: bytes) -> None:
+        self.chunk_at = time.perf_counter()
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -130,15 +140,18 @@ class _Connection(asyncio.Protocol):
         h = self.headers
         ct, ca = h.get(b"content-type"), h.get(b"x-amzn-sagemaker-custom-attributes")
         body = self.body
+        exchange = self.exchange
         reply = Reply(
             self.parser.get_status_code(),
             body[0] if len(body) == 1 else b"".join(body),
             ct.decode("latin-1") if ct is not None else None,
             ca.decode("latin-1") if ca is not None else None,
+            exchange.sent if exchange is not None else self.chunk_at,
+            self.chunk_at,
         )
         self.keep_alive = self.parser.should_keep_alive()
         self._reset()
-        exchange, self.exchange = self.exchange, None
+        self.exchange = None
         if exchange is not None:
             exchange.finish(reply, None)
 
@@ -178,7 +191,7 @@ class _Exchange:
     """One request to an instance and its answer: sent on a connection, timed out, retried once on a
     new connection when the reused one turns out to be stale; ``done`` is called exactly once."""
 
-    __slots__ = ("base_url", "client", "conn", "done", "payload", "retried", "timeout")
+    __slots__ = ("base_url", "client", "conn", "done", "payload", "retried", "sent", "timeout")
 
     def __init__(self, client: InstanceClient, base_url: str, payload: bytes, timeout: float, done: Done) -> None:
         self.client = client
@@ -188,11 +201,13 @@ class _Exchange:
         self.done: Done | None = done
         self.conn: _Connection | None = None
         self.retried = False
+        self.sent = 0.0
 
     def send(self, conn: _Connection) -> None:
         self.conn = conn
         conn.exchange = self
         assert conn.transport is not None
+        self.sent = time.perf_counter()
         conn.transport.write(self.payload)
         conn.watch(self.client.loop, self.timeout)
 
