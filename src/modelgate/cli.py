@@ -50,9 +50,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["allow_remote"] = True
     if args.demo:
         overrides["demo"] = True
-    settings = Settings(**overrides)
     try:
-        serve(settings)
+        serve(Settings(**overrides))  # a bad MODELGATE_* value is a ValueError (pydantic's ValidationError is one)
     except (ValueError, DataDirLocked) as exc:
         print(f"modelgate: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,10 @@
 """Settings, read once from the environment (prefix ``MODELGATE_``) and passed down.
 
+A pydantic model that reads its fields from ``MODELGATE_<FIELD>`` (any case) when it is made, arguments
+winning over the environment; values are validated and converted by pydantic, lists given as JSON. This
+is the part of pydantic-settings that modelgate used; the library itself (its sources for dotenv, secrets
+directories, cloud vaults, CLIs) cost the gateway 1.2 MB of resident memory (bench/RESULTS.md, "Memory").
+
 ``MODELGATE_FAULT_CRASH_AT`` is a test-only fault-injection point, never to be set in production: the
 rollout controller sends SIGKILL to its own process at that point of a deployment, so that the tests
 can check kill -9 recovery at an exact moment (``traffic-shift``: right after a state whose actions
@@ -10,19 +15,48 @@ the share was published). See docs/architecture.md, "Guarded deployments", Resta
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "MODELGATE_"
 
 
 def default_data_dir() -> Path:
     return Path.home() / ".modelgate"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MODELGATE_", extra="ignore")
+def from_environment(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The values of ``MODELGATE_<FIELD>`` variables for these fields; JSON for list fields."""
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if key[: len(ENV_PREFIX)].upper() != ENV_PREFIX:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        field = fields.get(name)
+        if field is None:
+            continue  # not ours (or not any more): ignored, as before
+        if get_origin(field.annotation) is list:
+            try:
+                values[name] = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"{key} must be a JSON list: {exc}") from None
+        else:
+            values[name] = raw
+    return values
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **values: Any) -> None:
+        """The environment's ``MODELGATE_*`` values (``os.environ`` unless given), then ``values`` over them."""
+        found = from_environment(type(self).model_fields, os.environ if environ is None else environ)
+        super().__init__(**{**found, **values})
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)

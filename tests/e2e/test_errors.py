@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -232,3 +233,13 @@ def test_non_loopback_bind_is_refused(tmp_path: Any) -> None:
     )
     assert out.returncode == 2
     assert "not a loopback address; pass --allow-remote" in out.stderr
+
+
+def test_an_invalid_setting_is_refused_with_its_name(tmp_path: Any) -> None:
+    env = {**os.environ, "MODELGATE_PORT": "eighty", "MODELGATE_DATA_DIR": str(tmp_path / "d")}
+    out = subprocess.run(
+        [sys.executable, "-m", "modelgate", "serve"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 2
+    assert "modelgate: 1 validation error for Settings\nport\n  Input should be a valid integer" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -119,3 +119,50 @@ def test_adding_in_bulk_equals_adding_one_by_one(name: str) -> None:
     bulk.add_many(values)
     assert bulk.to_bytes() == one.to_bytes()
     assert bulk.count == one.count == len(values)
+
+
+@pytest.mark.parametrize(
+    ("counts", "typecode"),
+    [
+        ([1.0, 3.0, 200.0], "B"),
+        ([1.0, 70_000.0], "I"),
+        ([300.0, 1.0], "H"),
+        ([1.5, 2.0], "d"),  # a PutMetricData with fractional Counts
+        ([2.0**33], "d"),
+    ],
+)
+def test_packed_sketch_keeps_every_count_in_the_narrowest_type(counts: list[float], typecode: str) -> None:
+    s = Sketch()
+    for i, c in enumerate(counts):
+        s.add(100.0 * 1.5**i, c)
+    s.add(-3.0, 2.0)
+    s.add(0.0, 4.0)
+    packed = s.pack()
+    again = Sketch.unpack(packed)
+    assert (again.zero, again.count) == (s.zero, s.count)
+    assert (again.pos.offset, list(again.pos.counts)) == (s.pos.offset, list(s.pos.counts))
+    assert (again.neg.offset, list(again.neg.counts)) == (s.neg.offset, list(s.neg.counts))
+    assert again.pos.counts.typecode == "d"  # mutable again, as add and merge expect
+    assert packed[8:9] == typecode.encode()
+    for q in QUANTILES:
+        assert again.quantile(q) == s.quantile(q)
+    again.add(100.0, 0.5)  # and it takes samples again
+    assert again.count == s.count + 0.5
+
+
+def test_packed_empty_sketch_and_aggregate_round_trip() -> None:
+    assert Sketch.unpack(Sketch().pack()).count == 0.0
+    a = Agg()
+    a.add_stats(3.0, 30.0, 5.0, 15.0)  # a statistic set: no sketch
+    b = Agg.unpack(a.pack())
+    assert (b.count, b.sum, b.min, b.max, b.sketched, b.sketch) == (3.0, 30.0, 5.0, 15.0, 0.0, None)
+    values = samples()["bimodal"][:3000]
+    c = Agg()
+    for v in values:
+        c.add(v)
+    d = Agg.unpack(c.pack())
+    assert [value_of(d, st) for st in ("SampleCount", "Sum", "Minimum", "Maximum", "p50", "p99")] == [
+        value_of(c, st) for st in ("SampleCount", "Sum", "Minimum", "Maximum", "p50", "p99")
+    ]
+    assert Agg.unpack(c.pack(), with_sketch=False).sketch is None
+    assert len(c.pack()) < 0.3 * 8 * len(c.sketch.pos.counts)  # 1-2 bytes a bucket instead of 8, one object

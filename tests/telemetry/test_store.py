@@ -15,7 +15,7 @@ from modelgate.telemetry.model import INSTANCE_NAMESPACE, SAGEMAKER_NAMESPACE, M
 from modelgate.telemetry.persist import MetricPersistence
 from modelgate.telemetry.recorder import InvocationRecorder
 from modelgate.telemetry.statistics import value_of
-from modelgate.telemetry.store import MetricStore
+from modelgate.telemetry.store import SEAL_AFTER, MetricStore
 from modelgate.telemetry.system import MetricsOptions, MetricsSystem
 from tests.telemetry.fakes import FakeClock, FakePoster
 
@@ -240,3 +240,52 @@ def test_prometheus_label_escaping() -> None:
     rec.drain()
     text = prometheus.render(store, [], 0, T0).decode()
     assert 'modelgate_invocations_total{endpoint="we\\"ird\\\\ep",variant="v\\n1"} 1' in text
+
+
+def test_points_are_sealed_after_their_period_and_read_the_same() -> None:
+    """MetricStore.seal packs the points of periods that ended SEAL_AFTER s ago; queries, the take for
+    persistence and Prometheus read them as before; a late sample opens a sealed point again."""
+    store = recorded([200] * 40 + [500] * 3)  # at T0 + 5
+    figures = ("Sum", "SampleCount", "Minimum", "Maximum", "p50", "p90")
+    names = ("Invocations", "Invocation5XXErrors", "ModelLatency", "OverheadLatency")
+
+    def read() -> list[float | None]:
+        return [stat(store, n, f, T0 + 5, 1) for n in names for f in figures] + [
+            stat(store, n, f) for n in names for f in figures
+        ]
+
+    before = read()
+    text = prometheus.render(store, [], 0, T0 + 30)
+    s = store.series_of(metric("ModelLatency"))[0]
+    assert store.seal(T0 + 5 + SEAL_AFTER) == 0  # the second T0 + 5 ended at T0 + 6: not yet
+    assert store.seal(T0 + 6 + SEAL_AFTER) == 6  # the six series' seconds; their minute is still open
+    assert isinstance(s.hi[T0 + 5], bytes) and not isinstance(s.lo[T0], bytes)
+    assert store.seal(T0 + 60 + SEAL_AFTER) == 6  # now the minutes
+    assert isinstance(s.lo[T0], bytes)
+    assert read() == before
+    _, points = store.take_dirty()
+    assert {p.agg.count for p in points if p.series_id == s.id} == {43.0}
+    assert prometheus.render(store, [], 0, T0 + 30) == text and b'quantile="0.5"' in text
+
+    store.add_values(s, T0 + 5, [9_000_000.0])  # late: opens the second and the minute again
+    assert not isinstance(s.hi[T0 + 5], bytes)
+    assert stat(store, "ModelLatency", "Maximum", T0 + 5, 1) == 9_000_000.0
+    assert stat(store, "ModelLatency", "SampleCount") == 44.0
+    _, points = store.take_dirty()
+    assert sorted((p.resolution, p.agg.count) for p in points) == [(1, 44.0), (60, 44.0)]
+    assert store.seal(T0 + 60 + SEAL_AFTER) == 2 and isinstance(s.hi[T0 + 5], bytes)
+
+
+def test_sealed_points_survive_persistence_and_retention(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    store = recorded([200] * 20)
+    before = stat(store, "ModelLatency", "p90")
+    store.seal(T0 + 70)
+    persistence = MetricPersistence(engine)
+    persistence.write(*store.take_dirty())
+    again = MetricStore()
+    assert persistence.load_into(again, T0 + 80) > 0
+    s = again.series_of(metric("ModelLatency"))[0]
+    assert isinstance(s.hi[T0 + 5], bytes)  # loaded points come in sealed
+    assert stat(again, "ModelLatency", "p90") == before
+    assert again.purge(T0 + 5 + 3 * 3600 + 1) == [] and T0 + 5 not in s.hi and not s.open_hi

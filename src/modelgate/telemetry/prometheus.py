@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from modelgate.telemetry.instances import InstanceSample
 from modelgate.telemetry.model import SAGEMAKER_NAMESPACE
 from modelgate.telemetry.sketch import Sketch
-from modelgate.telemetry.store import MetricStore, Series
+from modelgate.telemetry.store import MetricStore, Series, agg_of
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 QUANTILES = (0.5, 0.9, 0.99)
@@ -63,7 +63,8 @@ def _endpoint_labels(s: Series) -> str:
 def _window(s: Series, now: float) -> Sketch:
     sketch = Sketch()
     for ts in range(int(now) - WINDOW + 1, int(now) + 1):
-        agg = s.hi.get(ts)
+        found = s.hi.get(ts)
+        agg = None if found is None else agg_of(found)
         if agg is not None and agg.sketch is not None:
             sketch.merge(agg.sketch)
     return sketch

@@ -16,6 +16,7 @@ Guarantee: for ``0 <= q <= 1`` over ``n`` values, :meth:`Sketch.quantile` return
 from __future__ import annotations
 
 import math
+import struct
 import sys
 from array import array
 from collections import Counter
@@ -113,6 +114,41 @@ class _Bins:
         return b
 
 
+_BINS_HEAD = struct.Struct("=cqI")  # typecode, offset, number of buckets (native order: packed forms stay in memory)
+
+
+def _smallest_typecode(counts: array[float]) -> str:
+    """The narrowest array type that holds every count exactly: counts are whole numbers unless a
+    PutMetricData gave fractional Counts."""
+    top = max(counts)
+    if min(counts) < 0 or not all(c.is_integer() for c in counts):
+        return "d"
+    return "B" if top < 2**8 else "H" if top < 2**16 else "I" if top < 2**32 else "d"
+
+
+def _pack_bins(b: _Bins) -> bytes:
+    counts = b.counts
+    if not counts:
+        return b"-"
+    code = _smallest_typecode(counts)
+    data = counts if code == "d" else array(code, map(int, counts))
+    return _BINS_HEAD.pack(code.encode(), b.offset, len(counts)) + data.tobytes()
+
+
+def _unpack_bins(data: bytes, at: int) -> tuple[_Bins, int]:
+    b = _Bins()
+    if data[at : at + 1] == b"-":
+        return b, at + 1
+    code, offset, n = _BINS_HEAD.unpack_from(data, at)
+    at += _BINS_HEAD.size
+    stored = array(code.decode())
+    end = at + n * stored.itemsize
+    stored.frombytes(data[at:end])
+    b.offset = offset
+    b.counts = stored if stored.typecode == "d" else array("d", stored)
+    return b, end
+
+
 class Sketch:
     __slots__ = ("count", "neg", "pos", "zero")
 
@@ -183,6 +219,22 @@ class Sketch:
                     return float(_value(pos.offset + i))
         # Float rounding in the counts: the answer is the highest bucket.
         return float(_value(pos.offset + last)) if last is not None else 0.0
+
+    def pack(self) -> bytes:
+        """A compact, immutable form for memory (not for storage: native byte order): each bucket in
+        the narrowest integer type that holds its count, one bytes object instead of five objects.
+        A second's latency sketch at a few thousand requests takes about 5 x less; see ``MetricStore.seal``."""
+        return struct.pack("=d", self.zero) + _pack_bins(self.pos) + _pack_bins(self.neg)
+
+    @staticmethod
+    def unpack(data: bytes, at: int = 0) -> Sketch:
+        """The sketch :meth:`pack` gave, mutable again."""
+        s = Sketch()
+        (s.zero,) = struct.unpack_from("=d", data, at)
+        s.pos, at = _unpack_bins(data, at + 8)
+        s.neg, at = _unpack_bins(data, at)
+        s.count = s.zero + sum(s.pos.counts) + sum(s.neg.counts)
+        return s
 
     def to_bytes(self) -> bytes:
         return cbor2.dumps([self.zero, self.pos.encode(), self.neg.encode()])

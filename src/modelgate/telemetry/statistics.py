@@ -9,11 +9,13 @@ percentiles need the raw values).
 from __future__ import annotations
 
 import re
+import struct
 
 from modelgate.telemetry.sketch import Sketch
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,10})?|100(?:\.0{1,10})?)")
+_STATS = struct.Struct("=5d")  # count, sum, min, max, sketched
 
 
 class Agg:
@@ -61,6 +63,21 @@ class Agg:
     def copy(self, with_sketch: bool = True) -> Agg:
         a = Agg()
         a.merge(self, with_sketch)
+        return a
+
+    def pack(self) -> bytes:
+        """This aggregate as one immutable bytes object (see ``MetricStore.seal``): the five figures,
+        then the sketch's packed form when there is one."""
+        head = _STATS.pack(self.count, self.sum, self.min, self.max, self.sketched)
+        return head if self.sketch is None else head + self.sketch.pack()
+
+    @staticmethod
+    def unpack(data: bytes, with_sketch: bool = True) -> Agg:
+        """A new, mutable aggregate from :meth:`pack`'s bytes (without its sketch when not wanted)."""
+        a = Agg()
+        a.count, a.sum, a.min, a.max, a.sketched = _STATS.unpack_from(data)
+        if with_sketch and len(data) > _STATS.size:
+            a.sketch = Sketch.unpack(data, _STATS.size)
         return a
 
     def percentile(self, q: float) -> float | None:

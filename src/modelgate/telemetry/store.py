@@ -7,6 +7,13 @@ re-aggregated later, so the tiers never disagree.
 
 The store is single-threaded: it is touched only from the event loop (the recorder's drain, PutMetricData,
 queries, the flusher's snapshot). Persistence reads :meth:`MetricStore.take_dirty` and writes elsewhere.
+
+A point is *open* (a mutable :class:`Agg`) while its period can still receive samples, and *sealed*
+(``Agg.pack()``: one immutable bytes object) a few seconds after the period ended (:meth:`MetricStore.seal`,
+every flush). Three hours of per-second points are most of the store, and an open point is a dozen
+Python objects with float arrays grown as samples came: measured on a c=16 benchmark (3,000 requests/s,
+one variant), the gateway grew 16 KB a second, which is 170 MB at the three hours' plateau; sealed, a
+second of a variant's six series takes about 1.5 KB. A late sample opens a sealed point again.
 """
 
 from __future__ import annotations
@@ -22,6 +29,20 @@ HIGH_RES = 1
 LOW_RES = 60
 HIGH_RES_RETENTION = 3 * 3600
 LOW_RES_RETENTION = 15 * 86400
+SEAL_AFTER = 5  # seconds after a period's end before its point is sealed (the drain runs every 0.1 s)
+
+Point = Agg | bytes
+"""A tier's value: an open aggregate, or a sealed one (``Agg.pack()``)."""
+
+
+def agg_of(point: Point, with_sketch: bool = True) -> Agg:
+    """The point's aggregate, read-only when open (the store's own object), a new one when sealed."""
+    return point if isinstance(point, Agg) else Agg.unpack(point, with_sketch)
+
+
+def copy_of(point: Point, with_sketch: bool = True) -> Agg:
+    """A new aggregate equal to the point's, safe to change or to hand to another thread."""
+    return point.copy(with_sketch) if isinstance(point, Agg) else Agg.unpack(point, with_sketch)
 
 
 class Series:
@@ -34,6 +55,8 @@ class Series:
         "last_ts",
         "lo",
         "metric",
+        "open_hi",
+        "open_lo",
         "total_count",
         "total_sum",
         "unit",
@@ -44,10 +67,12 @@ class Series:
         self.metric = metric
         self.unit = unit
         self.high_res = high_res
-        self.hi: dict[int, Agg] = {}
-        self.lo: dict[int, Agg] = {}
+        self.hi: dict[int, Point] = {}
+        self.lo: dict[int, Point] = {}
         self.dirty_hi: set[int] = set()
         self.dirty_lo: set[int] = set()
+        self.open_hi: set[int] = set()  # keys whose point is an open Agg
+        self.open_lo: set[int] = set()
         # Since this process started, for Prometheus counters.
         self.total_count = 0.0
         self.total_sum = 0.0
@@ -92,16 +117,10 @@ class MetricStore:
     def add(self, s: Series, ts: float, value: float, count: float = 1.0) -> None:
         sec = int(ts)
         if s.high_res:
-            agg = s.hi.get(sec)
-            if agg is None:
-                agg = s.hi[sec] = Agg()
-            agg.add(value, count)
+            _open(s.hi, s.open_hi, sec).add(value, count)
             s.dirty_hi.add(sec)
         minute = sec - sec % 60
-        agg = s.lo.get(minute)
-        if agg is None:
-            agg = s.lo[minute] = Agg()
-        agg.add(value, count)
+        _open(s.lo, s.open_lo, minute).add(value, count)
         s.dirty_lo.add(minute)
         s.total_count += count
         s.total_sum += value * count
@@ -118,15 +137,15 @@ class MetricStore:
         batch.sketch = Sketch()
         batch.sketch.add_many(values)
         sec = int(ts)
-        tiers = [(s.lo, s.dirty_lo, sec - sec % 60)]
+        tiers = [(s.lo, s.open_lo, s.dirty_lo, sec - sec % 60)]
         if s.high_res:
-            tiers.append((s.hi, s.dirty_hi, sec))
-        for tier, dirty, key in tiers:
-            agg = tier.get(key)
-            if agg is None:
-                tier[key] = batch.copy()
+            tiers.append((s.hi, s.open_hi, s.dirty_hi, sec))
+        for tier, opened, dirty, key in tiers:
+            if key in tier:
+                _open(tier, opened, key).merge(batch)
             else:
-                agg.merge(batch)
+                tier[key] = batch.copy()
+                opened.add(key)
             dirty.add(key)
         s.total_count += batch.count
         s.total_sum += batch.sum
@@ -135,14 +154,11 @@ class MetricStore:
 
     def add_stats(self, s: Series, ts: float, count: float, total: float, minimum: float, maximum: float) -> None:
         sec = int(ts)
-        tiers = [(s.lo, s.dirty_lo, sec - sec % 60)]
+        tiers = [(s.lo, s.open_lo, s.dirty_lo, sec - sec % 60)]
         if s.high_res:
-            tiers.append((s.hi, s.dirty_hi, sec))
-        for tier, dirty, key in tiers:
-            agg = tier.get(key)
-            if agg is None:
-                agg = tier[key] = Agg()
-            agg.add_stats(count, total, minimum, maximum)
+            tiers.append((s.hi, s.open_hi, s.dirty_hi, sec))
+        for tier, opened, dirty, key in tiers:
+            _open(tier, opened, key).add_stats(count, total, minimum, maximum)
             dirty.add(key)
         s.total_count += count
         s.total_sum += total
@@ -167,13 +183,13 @@ class MetricStore:
         for s in self.series_of(metric, unit):
             use_hi = s.high_res and not minute_aligned
             tier, step = (s.hi, HIGH_RES) if use_hi else (s.lo, LOW_RES)
-            for ts, agg in _in_range(tier, start, end, step):
+            for ts, point in _in_range(tier, start, end, step):
                 b = start + (ts - start) // period * period
                 have = out.get(b)
                 if have is None:
-                    out[b] = (agg.copy(with_sketch), s.unit)
+                    out[b] = (copy_of(point, with_sketch), s.unit)
                 else:
-                    have[0].merge(agg, with_sketch)
+                    have[0].merge(agg_of(point, with_sketch), with_sketch)
         return out
 
     def metrics(self) -> Iterable[MetricId]:
@@ -184,6 +200,23 @@ class MetricStore:
 
     # --- persistence and retention ----------------------------------------------------------------
 
+    def seal(self, now: float) -> int:
+        """Seal the open points whose period ended ``SEAL_AFTER`` seconds or more before ``now``; return
+        how many were sealed."""
+        cut_hi = int(now) - SEAL_AFTER - HIGH_RES + 1  # a second ts ended at ts + 1
+        cut_lo = int(now) - SEAL_AFTER - LOW_RES + 1
+        n = 0
+        for s in self._by_id.values():
+            for tier, opened, cut in ((s.hi, s.open_hi, cut_hi), (s.lo, s.open_lo, cut_lo)):
+                done = [ts for ts in opened if ts < cut]
+                for ts in done:
+                    point = tier.get(ts)
+                    if isinstance(point, Agg):
+                        tier[ts] = point.pack()
+                    opened.discard(ts)
+                n += len(done)
+        return n
+
     def take_dirty(self) -> tuple[list[tuple[int, MetricId, str, bool]], list[PointRow]]:
         """Series created or changed, and points changed, since the last call (copies, safe to write
         from another thread)."""
@@ -192,10 +225,10 @@ class MetricStore:
         points: list[PointRow] = []
         for s in self._by_id.values():
             if s.dirty_hi:
-                points.extend(PointRow(s.id, HIGH_RES, t, s.hi[t].copy()) for t in s.dirty_hi if t in s.hi)
+                points.extend(PointRow(s.id, HIGH_RES, t, copy_of(s.hi[t])) for t in s.dirty_hi if t in s.hi)
                 s.dirty_hi = set()
             if s.dirty_lo:
-                points.extend(PointRow(s.id, LOW_RES, t, s.lo[t].copy()) for t in s.dirty_lo if t in s.lo)
+                points.extend(PointRow(s.id, LOW_RES, t, copy_of(s.lo[t])) for t in s.dirty_lo if t in s.lo)
                 s.dirty_lo = set()
         return series, points
 
@@ -215,7 +248,7 @@ class MetricStore:
         if s is None:
             return
         tier = s.hi if row.resolution == HIGH_RES else s.lo
-        tier[row.ts] = row.agg
+        tier[row.ts] = row.agg.pack()  # sealed: a sample for its period opens it again
         s.last_ts = max(s.last_ts, float(row.ts))
 
     def purge(self, now: float) -> list[int]:
@@ -226,8 +259,10 @@ class MetricStore:
         for s in list(self._by_id.values()):
             for t in [t for t in s.hi if t < hi_cut]:
                 del s.hi[t]
+                s.open_hi.discard(t)
             for t in [t for t in s.lo if t < lo_cut]:
                 del s.lo[t]
+                s.open_lo.discard(t)
             if not s.hi and not s.lo and s.last_ts < lo_cut and s.id not in self._dirty_series:
                 gone.append(s.id)
                 del self._by_id[s.id]
@@ -239,7 +274,17 @@ class MetricStore:
         return gone
 
 
-def _in_range(tier: dict[int, Agg], start: int, end: int, step: int) -> Iterator[tuple[int, Agg]]:
+def _open(tier: dict[int, Point], opened: set[int], key: int) -> Agg:
+    """The open aggregate at ``key``: made, or unsealed, when needed."""
+    point = tier.get(key)
+    if isinstance(point, Agg):
+        return point
+    agg = tier[key] = Agg() if point is None else Agg.unpack(point)
+    opened.add(key)
+    return agg
+
+
+def _in_range(tier: dict[int, Point], start: int, end: int, step: int) -> Iterator[tuple[int, Point]]:
     first = start - start % step
     if first < start:
         first += step

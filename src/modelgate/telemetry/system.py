@@ -152,8 +152,9 @@ class MetricsSystem:
             await asyncio.sleep(0)
 
     async def flush(self) -> None:
-        """Drain the recorder and persist every changed aggregate."""
+        """Drain the recorder, seal the points whose period is over, and persist every changed one."""
         self.recorder.drain()
+        self.store.seal(self.clock.now())
         series, points = self.store.take_dirty()
         try:
             await asyncio.to_thread(self.persistence.write, series, points)
