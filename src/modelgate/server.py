@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import uvicorn
-
 from modelgate.ab_gateway import Experiments, default_events_url
 from modelgate.api.app import App, Route
 from modelgate.api.awsjson import JsonRpcService
-from modelgate.api.front import FrontProtocol
 from modelgate.api.http import Request, Send, send_response
 from modelgate.api.runtime import RuntimeApi
 from modelgate.api.sagemaker import build as build_sagemaker
+from modelgate.api.serve_http import HttpServer
 from modelgate.artifacts.fetch import ArtifactCache
 from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
@@ -161,7 +159,7 @@ def build(settings: Settings) -> Server:
             task.add_done_callback(background.discard)
         # Everything built so far lives as long as the server: move it out of the collector's generations, so that
         # a full collection (30-40 ms over these ~80,000 objects, in the event loop) skips it. RSS unchanged
-        # (bench/RESULTS.md, "Memory"); the collect first costs ~40 ms once, before uvicorn listens.
+        # (bench/RESULTS.md, "Memory"); the collect first costs ~40 ms once, before the server listens.
         gc.collect()
         gc.freeze()
 
@@ -197,19 +195,9 @@ def serve(settings: Settings) -> None:
             from modelgate.demo import deploy_demo
 
             server.after_start.append(lambda: deploy_demo(server.control, settings))
-        config = uvicorn.Config(
-            server.app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http=FrontProtocol,
-            lifespan="on",
-            access_log=False,
-            proxy_headers=False,
-            log_level="info",
-            timeout_graceful_shutdown=10,
-        )
         log.info("modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
-        uvicorn.Server(config).run()
+        status = HttpServer(server.app, settings.host, settings.port).run()  # api/serve_http.py
     finally:
         lock.close()
+    if status:
+        raise SystemExit(status)  # startup failed (logged): 3, as uvicorn exited

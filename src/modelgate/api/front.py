@@ -1,8 +1,7 @@
-"""The HTTP front: our own HTTP/1.1 connection protocol for uvicorn, InvokeEndpoint answered from callbacks.
+"""The HTTP front: our own HTTP/1.1 connection protocol, InvokeEndpoint answered from callbacks.
 
-uvicorn runs the server (sockets, signals, lifespan, graceful shutdown) and takes the protocol class
-(``uvicorn.Config(http=FrontProtocol)``), the hook it offers for its own h11 and httptools protocols.
-This one parses with httptools like uvicorn's, and does two things differently:
+api/serve_http.py runs the server (socket, signals, lifespan, graceful shutdown) with this protocol.
+It parses with httptools, as uvicorn's httptools protocol did before it, and serves requests two ways:
 
 * ``POST /endpoints/{name}/{action}`` (InvokeEndpoint) never becomes an ASGI request: the parser
   callbacks collect the body and call :meth:`RuntimeApi.begin`; the router forwards to an instance; the
@@ -11,17 +10,16 @@ This one parses with httptools like uvicorn's, and does two things differently:
   timestamps at concurrency 1 on the 2-vCPU VM: uvicorn's protocol spent about 52 us from a request's
   first byte to the end of its body and 10 us after the answer (scope, request cycle, event, keep-alive
   timer per request); see bench/RESULTS.md for what this protocol spends.
-* Every other request (the control plane, CloudWatch, the A/B API, health) is served through uvicorn's
-  own ``RequestResponseCycle``: the same ASGI semantics as uvicorn's protocol (100-continue, chunked
-  answers, HEAD, 500 on an exception before the answer started, default headers).
+* Every other request (the control plane, CloudWatch, the A/B API, health) runs the App in a task
+  through an :class:`AsgiCycle` (api/asgi_cycle.py): uvicorn's ASGI semantics (100-continue, chunked
+  answers, HEAD, 500 on an exception before the answer started, default headers ``date`` and
+  ``server``), without importing uvicorn (2.6 MB of the gateway's memory).
 
-What the connection does is uvicorn's too: keep-alive with its timeout, ``Connection: close`` and
-HTTP/1.0, pipelined requests answered in order (reading pauses while one waits), a 400 and close on
+What the connection does is what uvicorn's did: keep-alive with its timeout (5 s), ``Connection: close``
+and HTTP/1.0, pipelined requests answered in order (reading pauses while one waits), a 400 and close on
 malformed HTTP, flow control, ``shutdown()`` closing idle connections and the others after their answer.
 ``ARRIVED`` is stamped when a request's first byte is parsed: ``OverheadLatency`` starts there.
-
-It relies on ``RequestResponseCycle``'s constructor and attributes, which is why uvicorn is pinned
-exactly (pyproject.toml); tests/e2e/test_http_front.py drives both paths over raw sockets.
+tests/e2e/test_http_front.py drives both paths over raw sockets.
 """
 
 from __future__ import annotations
@@ -31,21 +29,20 @@ import logging
 import time
 import urllib.parse
 from collections import deque
+from email.utils import formatdate
 from typing import Any, cast
 
 import httptools
-from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
-from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
-from uvicorn.server import ServerState
 
+from modelgate.api.app import ASGIApp
+from modelgate.api.asgi_cycle import HIGH_WATER_LIMIT, STATUS_LINE, AsgiCycle, FlowControl
 from modelgate.api.runtime import ARRIVED, Answer, RuntimeApi, error_response
 from modelgate.errors import RequestTooLarge
 
 log = logging.getLogger(__name__)
-_uvicorn_log = logging.getLogger("uvicorn.error")
 
+KEEP_ALIVE_SECONDS = 5.0  # uvicorn's default, which the gateway had; tests/e2e/test_http_front.py relies on it
+_SERVER = (b"server", b"modelgate")
 _INVALID = b"Invalid HTTP request received."
 _BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -56,6 +53,26 @@ _SERVER_ERROR = (
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class ServerState:
+    """What the connections of one server share: the server waits on ``connections`` and ``tasks`` at
+    graceful shutdown; ``default_headers`` go on every ASGI answer."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[FrontProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._second = -1
+        self._default_headers: list[tuple[bytes, bytes]] = []
+
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        """``date`` and ``server``; the date is formatted once a second at most."""
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._default_headers = [(b"date", formatdate(now, usegmt=True).encode()), _SERVER]
+        return self._default_headers
 
 
 class _Invoke:
@@ -91,34 +108,28 @@ class _Invoke:
         self.disconnected = False
 
 
-_Request = _Invoke | RequestResponseCycle
+_Request = _Invoke | AsgiCycle
 
 
 class FrontProtocol(asyncio.Protocol):
     def __init__(
         self,
-        config: Config,
+        app: ASGIApp,
         server_state: ServerState,
-        app_state: dict[str, Any],
+        app_state: dict[str, Any] | None = None,
+        timeout_keep_alive: float = KEEP_ALIVE_SECONDS,
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not config.loaded:
-            config.load()
-        self.config = config
-        self.app = config.loaded_app
-        runtime = getattr(self.app, "runtime", None)
+        self.app = app
+        runtime = getattr(app, "runtime", None)
         self.runtime: RuntimeApi | None = runtime if isinstance(runtime, RuntimeApi) else None
         self.loop = _loop or asyncio.get_event_loop()
-        self.access_logger = logging.getLogger("uvicorn.access")
-        self.access_log = self.access_logger.hasHandlers()
         self.parser = httptools.HttpRequestParser(self)
         # Answer the first of pipelined requests even when the client closed its side after sending.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self.root_path = config.root_path
-        self.asgi_version = config.asgi_version
-        self.timeout_keep_alive = config.timeout_keep_alive
+        self.timeout_keep_alive = timeout_keep_alive
         self.server_state = server_state
-        self.app_state = app_state
+        self.app_state = app_state if app_state is not None else {}  # the lifespan's state, copied per request
 
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.flow: FlowControl = cast(FlowControl, None)
@@ -143,14 +154,13 @@ class FrontProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass, but is one
-        self.server_state.connections.add(cast(Any, self))
+        self.server_state.connections.add(self)
         self.flow = FlowControl(self.transport)
-        self.server = get_local_addr(self.transport)
-        self.client = get_remote_addr(self.transport)
-        self.scheme = "https" if is_ssl(self.transport) else "http"
+        self.server = _address(self.transport, "sockname")
+        self.client = _address(self.transport, "peername")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server_state.connections.discard(cast(Any, self))
+        self.server_state.connections.discard(self)
         self._cancel_keep_alive()
         if self.queue:
             head = self.queue[0]
@@ -179,11 +189,11 @@ class FrontProtocol(asyncio.Protocol):
             self.transport.write(_SERVER_ERROR)
             self.transport.close()
         except httptools.HttpParserError:
-            _uvicorn_log.warning("Invalid HTTP request received.")
+            log.warning("Invalid HTTP request received.")
             self.transport.write(_BAD_REQUEST)
             self.transport.close()
         except httptools.HttpParserUpgrade:
-            _uvicorn_log.warning("Unsupported upgrade request.")
+            log.warning("Unsupported upgrade request.")
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -192,7 +202,7 @@ class FrontProtocol(asyncio.Protocol):
         self.flow.resume_writing()
 
     def shutdown(self) -> None:
-        """Called by uvicorn's server at graceful shutdown: close now if idle, else after the answer."""
+        """Called by the server (api/serve_http.py) at graceful shutdown: close now if idle, else after the answer."""
         if not self.queue:
             self.transport.close()
             return
@@ -229,7 +239,7 @@ class FrontProtocol(asyncio.Protocol):
         if "%" in path:
             path = urllib.parse.unquote(path)
         request: _Request | None = None
-        if method == "POST" and self.runtime is not None and path.startswith("/endpoints/") and not self.root_path:
+        if method == "POST" and self.runtime is not None and path.startswith("/endpoints/"):
             parts = path.split("/")
             if len(parts) == 4:
                 scope: dict[str, object] = {"headers": self.headers, ARRIVED: self.arrived}
@@ -237,28 +247,25 @@ class FrontProtocol(asyncio.Protocol):
         if request is None:
             asgi_scope = {
                 "type": "http",
-                "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                "asgi": {"version": "3.0", "spec_version": "2.3"},
                 "http_version": http_version,
                 "server": self.server,
                 "client": self.client,
                 "scheme": self.scheme,
                 "method": method,
-                "root_path": self.root_path,
-                "path": self.root_path + path,
-                "raw_path": self.root_path.encode("ascii") + raw_path,
+                "root_path": "",
+                "path": path,
+                "raw_path": raw_path,
                 "query_string": parsed.query or b"",
                 "headers": self.headers,
                 "state": self.app_state.copy(),
                 ARRIVED: self.arrived,
             }
-            request = RequestResponseCycle(
-                scope=cast(Any, asgi_scope),
+            request = AsgiCycle(
+                scope=asgi_scope,
                 transport=self.transport,
                 flow=self.flow,
-                logger=_uvicorn_log,
-                access_logger=self.access_logger,
-                access_log=self.access_log,
-                default_headers=self.server_state.default_headers,
+                default_headers=self.server_state.default_headers(),
                 message_event=asyncio.Event(),
                 expect_100_continue=self.expect_continue,
                 keep_alive=keep_alive,
@@ -385,3 +392,11 @@ class FrontProtocol(asyncio.Protocol):
             self.keep_alive_timer = self.loop.call_later(left, self._keep_alive_check)
         else:
             self.transport.close()
+
+
+def _address(transport: asyncio.Transport, which: str) -> tuple[str, int] | None:
+    """The connection's local (``sockname``) or remote (``peername``) host and port for the ASGI scope."""
+    info = transport.get_extra_info(which)
+    if isinstance(info, tuple | list) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
