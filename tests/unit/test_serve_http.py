@@ -9,8 +9,6 @@ reason it exists: the gateway no longer imports uvicorn or click.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -123,17 +121,3 @@ def test_an_address_in_use_is_exit_status_3_after_the_lifespan_shutdown() -> Non
         assert await serving == 0
 
     asyncio.run(main())
-
-
-def test_the_gateway_imports_neither_uvicorn_nor_click() -> None:
-    """uvicorn's package cost the gateway 2.6 MB of memory; only the model containers may use it."""
-    code = (
-        "import sys, tempfile\n"
-        "from modelgate.settings import Settings\n"
-        "import modelgate.server\n"
-        "with tempfile.TemporaryDirectory() as tmp:\n"
-        "    modelgate.server.build(Settings(data_dir=tmp, port=0))\n"
-        "    print(sorted(m for m in sys.modules if m.split('.')[0] in ('uvicorn', 'click')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.splitlines()[-1] == "[]"

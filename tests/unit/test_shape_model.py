@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -84,16 +82,3 @@ def test_recursive_shapes_resolve_lazily(model: ServiceModel) -> None:
     assert isinstance(node, StructureShape)
     nxt = node.members["Next"]
     assert isinstance(nxt, StructureShape) and nxt.members["Next"] is nxt
-
-
-def test_the_gateway_does_not_import_botocore() -> None:
-    code = (
-        "import sys, tempfile\n"
-        "from modelgate.settings import Settings\n"
-        "import modelgate.server\n"
-        "with tempfile.TemporaryDirectory() as tmp:\n"
-        "    modelgate.server.build(Settings(data_dir=tmp, port=0))\n"
-        "    print(sorted(m for m in sys.modules if m.startswith('botocore')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.splitlines()[-1] == "[]"

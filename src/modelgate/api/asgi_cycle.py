@@ -39,7 +39,7 @@ HIGH_WATER_LIMIT = 65536
 
 _HEADER_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _status_line(status: int) -> bytes:
@@ -245,7 +245,7 @@ class AsgiCycle:
 
     async def receive(self) -> Message:
         if self.waiting_for_100_continue and not self.transport.is_closing():
-            self.transport.write(_CONTINUE)
+            self.transport.write(CONTINUE)
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
             self.flow.resume_reading()

@@ -35,7 +35,7 @@ from typing import Any, cast
 import httptools
 
 from modelgate.api.app import ASGIApp
-from modelgate.api.asgi_cycle import HIGH_WATER_LIMIT, STATUS_LINE, AsgiCycle, FlowControl
+from modelgate.api.asgi_cycle import CONTINUE, HIGH_WATER_LIMIT, STATUS_LINE, AsgiCycle, FlowControl
 from modelgate.api.runtime import ARRIVED, Answer, RuntimeApi, error_response
 from modelgate.errors import RequestTooLarge
 
@@ -52,7 +52,6 @@ _SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
 )
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ServerState:
@@ -315,7 +314,7 @@ class FrontProtocol(asyncio.Protocol):
         if isinstance(request, _Invoke):
             request.started = True
             if request.expect_continue and not request.complete and not self.transport.is_closing():
-                self.transport.write(_CONTINUE)
+                self.transport.write(CONTINUE)
             if request.complete or request.too_large:
                 self._run(request)
             return

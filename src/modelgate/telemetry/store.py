@@ -141,11 +141,7 @@ class MetricStore:
         if s.high_res:
             tiers.append((s.hi, s.open_hi, s.dirty_hi, sec))
         for tier, opened, dirty, key in tiers:
-            if key in tier:
-                _open(tier, opened, key).merge(batch)
-            else:
-                tier[key] = batch.copy()
-                opened.add(key)
+            _open(tier, opened, key).merge(batch)  # into a new Agg, a merge is a copy
             dirty.add(key)
         s.total_count += batch.count
         s.total_sum += batch.sum
