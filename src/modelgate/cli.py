@@ -1,14 +1,14 @@
 """The ``modelgate`` command: ``serve``, and plain commands for people who never used AWS.
 
     modelgate serve [--host H] [--port P] [--data-dir D] [--allow-remote] [--demo]
-    modelgate endpoints                      list endpoints with status and variants
-    modelgate describe NAME                  one endpoint, as JSON
-    modelgate invoke NAME [--body TEXT | --file F] [--content-type T] [--accept A] [--variant V]
-    modelgate ab-stats NAME                  the A/B experiment's answer: rates, intervals, verdict
-    modelgate ab-promote NAME [--variant V]  send all traffic to the winner (or to V)
+    modelgate [--url URL] endpoints          list endpoints with status and variants
+    modelgate [--url URL] describe NAME      one endpoint, as JSON
+    modelgate [--url URL] invoke NAME [--body TEXT | --file F] [--content-type T] [--accept A] [--variant V]
+    modelgate [--url URL] ab-stats NAME      the A/B experiment's answer: rates, intervals, verdict
+    modelgate [--url URL] ab-promote NAME [--variant V]  send all traffic to the winner (or to V)
 
-The client commands talk to a running server (``--url``, default ``http://127.0.0.1:8080`` or
-``$MODELGATE_URL``) through boto3, with placeholder credentials when none are configured.
+The client commands talk to a running server through boto3, with placeholder credentials when none are
+configured: ``--url`` (before or after the command), else ``$MODELGATE_URL``, else ``http://127.0.0.1:8080``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,51 +158,116 @@ def _cmd_ab_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modelgate", description="SageMaker-compatible model hosting.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a server bound to ``host:port``.
 
-    s = sub.add_parser("serve", help="start the server")
+    A wildcard bind address (``0.0.0.0``, ``::``) is not one to connect to: the loopback address of its
+    family is. An IPv6 literal goes in brackets.
+    """
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _url_help(env_url: str | None) -> str:
+    if env_url:
+        return f"the modelgate server to talk to (default $MODELGATE_URL: {env_url})"
+    return f"the modelgate server to talk to (default {DEFAULT_URL}, or $MODELGATE_URL when set)"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse aligns help text without counting the indent of the subcommand list, so a long command name
+    pushed its summary onto the next line; count it."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            for name in action.choices:
+                self._action_max_length = max(self._action_max_length, len(name) + self._current_indent + 4)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line. ``--url`` is accepted before the subcommand or after it (the later one wins); its
+    default is ``$MODELGATE_URL`` from ``environ`` (the process environment when None), else DEFAULT_URL."""
+    env = os.environ if environ is None else environ
+    env_url = env.get("MODELGATE_URL") or None
+    parser = argparse.ArgumentParser(
+        prog="modelgate",
+        description="SageMaker-compatible model hosting on your machine. `serve` starts the server; "
+        "the other commands talk to a running one (see --url).",
+        epilog="`modelgate COMMAND --help` describes one command.",
+        formatter_class=_Formatter,
+    )
+    # None when not given, so that ``serve`` can refuse it and a client command can fall back to the default.
+    parser.add_argument("--url", default=None, help=_url_help(env_url))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # After the subcommand, --url must not reset what was given before it: SUPPRESS leaves it unset.
+    client_options = argparse.ArgumentParser(add_help=False)
+    client_options.add_argument("--url", default=argparse.SUPPRESS, help=_url_help(env_url))
+
+    def command(name: str, summary: str, func: Any, client: bool = True) -> argparse.ArgumentParser:
+        parents = [client_options] if client else []
+        c = sub.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            parents=parents,
+            formatter_class=_Formatter,
+        )
+        c.set_defaults(func=func, client=client)
+        return c
+
+    s = command("serve", "start the server, in the foreground (Ctrl-C stops it)", _cmd_serve, client=False)
     s.add_argument("--host", help="address to bind (default 127.0.0.1; non-loopback needs --allow-remote)")
     s.add_argument("--port", type=int, help="port (default 8080)")
     s.add_argument("--data-dir", help="state directory (default ~/.modelgate, or $MODELGATE_DATA_DIR)")
     s.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
     s.add_argument("--demo", action="store_true", help="deploy the churn-demo endpoint at start")
-    s.set_defaults(func=_cmd_serve)
 
-    url = os.environ.get("MODELGATE_URL", DEFAULT_URL)
-    e = sub.add_parser("endpoints", help="list endpoints")
-    e.add_argument("--url", default=url)
-    e.set_defaults(func=_cmd_endpoints)
+    command("endpoints", "list endpoints: status, variant weights, instances", _cmd_endpoints)
 
-    d = sub.add_parser("describe", help="describe an endpoint")
-    d.add_argument("name")
-    d.add_argument("--url", default=url)
-    d.set_defaults(func=_cmd_describe)
+    d = command("describe", "print one endpoint (DescribeEndpoint) as JSON", _cmd_describe)
+    d.add_argument("name", help="endpoint name")
 
-    i = sub.add_parser("invoke", help="invoke an endpoint")
-    i.add_argument("name")
+    i = command("invoke", "send a request to an endpoint, print the answer", _cmd_invoke)
+    i.add_argument("name", help="endpoint name")
     i.add_argument("--body", help="request body (default: read standard input)")
     i.add_argument("--file", help="read the request body from a file")
-    i.add_argument("--content-type", default="text/csv")
-    i.add_argument("--accept")
-    i.add_argument("--variant", help="TargetVariant")
-    i.add_argument("--url", default=url)
-    i.set_defaults(func=_cmd_invoke)
+    i.add_argument("--content-type", default="text/csv", help="ContentType of the body (default text/csv)")
+    i.add_argument("--accept", help="Accept: the answer's content type (default: the model's)")
+    i.add_argument("--variant", help="send to this production variant (TargetVariant)")
 
-    a = sub.add_parser("ab-stats", help="the A/B experiment's answer for an endpoint")
-    a.add_argument("name")
+    a = command("ab-stats", "print an endpoint's A/B experiment: rates, verdict", _cmd_ab_stats)
+    a.add_argument("name", help="endpoint name")
     a.add_argument("--json", action="store_true", help="print the raw /stats answer")
-    a.add_argument("--url", default=url)
-    a.set_defaults(func=_cmd_ab_stats)
 
-    p = sub.add_parser("ab-promote", help="send all of an endpoint's traffic to the experiment's winner")
-    p.add_argument("name")
+    p = command("ab-promote", "send all of an endpoint's traffic to the A/B winner", _cmd_ab_promote)
+    p.add_argument("name", help="endpoint name")
     p.add_argument("--variant", help="promote this variant even without a verdict")
-    p.add_argument("--url", default=url)
-    p.set_defaults(func=_cmd_ab_promote)
 
+    parser.set_defaults(default_url=env_url or DEFAULT_URL)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Parse the command line; a client command's ``url`` is resolved (given, else the default)."""
+    parser = build_parser(environ)
     args = parser.parse_args(argv)
+    if args.client:
+        if args.url is None:
+            args.url = args.default_url
+    elif args.url is not None:
+        parser.error(f"--url is for the client commands; {args.command} takes --host and --port")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return int(args.func(args))
     except Exception as exc:  # a client error: print it plainly, no traceback
