@@ -157,6 +157,27 @@ def test_d1_an_unmapped_image_fails_at_create_endpoint_then_serves_once_mapped(
     sm.create_endpoint(EndpointName="mapped", EndpointConfigName="mine")
     wait_in_service(sm, "mapped")
     assert rt.invoke_endpoint(EndpointName="mapped", Body=b"x")["Body"].read() == b"echo|-|x"
+    # UpdateEndpoint to a model whose image nothing maps: the new fleet fails, the update rolls back.
+    sm.create_model(ModelName="other", PrimaryContainer={"Image": "registry.example/other:1"})
+    sm.create_endpoint_config(
+        EndpointConfigName="other",
+        ProductionVariants=[
+            {"VariantName": "A", "ModelName": "other", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
+    sm.update_endpoint(EndpointName="mapped", EndpointConfigName="other")
+    d = wait_status(sm, "mapped", {"InService", "Failed"})
+    deadline = time.monotonic() + 30
+    while d["EndpointStatus"] != "InService" or "FailureReason" not in d:
+        assert time.monotonic() < deadline, d
+        time.sleep(0.2)
+        d = sm.describe_endpoint(EndpointName="mapped")
+    assert d["EndpointConfigName"] == "mine"
+    assert d["FailureReason"] == "Deployment rolled back: the new fleet failed: " + PREFIX.format("A") + (
+        "Image 'registry.example/other:1' is not mapped to anything modelgate can run: the operator can map it to a "
+        "built-in runtime (xgboost, sklearn) or to an allowed local executable in MODELGATE_IMAGE_MAP."
+    )
+    assert rt.invoke_endpoint(EndpointName="mapped", Body=b"y")["Body"].read() == b"echo|-|y"
     artifacts = build_churn_artifacts(tmp_path / "art", seed=3)
     _endpoint(sm, "churn", rules[1]["image"], url=f"file://{artifacts['churn-v1']}")
     wait_in_service(sm, "churn")
