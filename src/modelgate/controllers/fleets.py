@@ -165,7 +165,6 @@ class FleetManager:
         self.base_env = dict(base_env) if base_env is not None else base_environment((), {})
         self.homes_dir = homes_dir if homes_dir is not None else logs_dir.parent / "homes"
         self._starts = asyncio.Semaphore(max_concurrent_starts)
-        self.starting = 0  # instance starts holding a place in the limiter now
         self._live: dict[str, tuple[Fleet, RunningInstance]] = {}
         self._trees = ProcessTrees(time.monotonic)
 
@@ -226,11 +225,7 @@ class FleetManager:
         async with self._starts:
             if give_up is not None and give_up():
                 raise _NotStarted("not started: another instance of the fleet failed to start")
-            self.starting += 1
-            try:
-                return await self._start_instance(fleet)
-            finally:
-                self.starting -= 1
+            return await self._start_instance(fleet)
 
     async def _start_instance(self, fleet: Fleet) -> RunningInstance:
         spec = fleet.spec
