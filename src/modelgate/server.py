@@ -26,10 +26,13 @@ from modelgate.controllers.fleets import FleetManager
 from modelgate.controllers.rollout_judge import RolloutJudge
 from modelgate.domain.arns import ArnBuilder
 from modelgate.experiments.events import EventFilter
+from modelgate.policies.capacity import InstanceLimits
 from modelgate.rollout.compare import ComparisonConfig
 from modelgate.routing.router import Router
 from modelgate.routing.table import RoutingTable
 from modelgate.runtime.client import InstanceClient
+from modelgate.runtime.environment import base_environment
+from modelgate.runtime.images import load_image_map
 from modelgate.runtime.process import LocalSpawner
 from modelgate.services.control import ControlPlane
 from modelgate.settings import Settings
@@ -71,6 +74,8 @@ class Server:
 
 
 def build(settings: Settings) -> Server:
+    """Everything, wired; a ValueError (a bad image map) when the settings cannot be used."""
+    images = load_image_map(settings.image_map, settings.allow_command_images)
     data = settings.data_dir
     engine = make_engine(data)
     repo = Repository(engine)
@@ -97,6 +102,10 @@ def build(settings: Settings) -> Server:
         settings.allow_pip_install,
         on_change=lambda _name: None,
         memory_limit_scale=settings.memory_limit_scale,
+        # The server's environment is read here once, for the variables the operator passes through.
+        base_env=base_environment(settings.instance_env_passthrough, os.environ),
+        homes_dir=data / "homes",
+        max_concurrent_starts=settings.max_concurrent_instance_starts,
     )
     controller = EndpointController(
         repo,
@@ -108,6 +117,7 @@ def build(settings: Settings) -> Server:
         settings.max_startup_health_timeout_seconds,
         alarm_state=metrics.alarm_state,
         max_rollout_seconds=settings.max_rollout_execution_seconds,
+        images=images,
     )
     controller_ref.append(controller)
     judge = RolloutJudge(
@@ -119,7 +129,9 @@ def build(settings: Settings) -> Server:
         ComparisonConfig(alpha=settings.rollout_comparison_alpha),
         settings.rollout_comparison_interval_seconds,
     )
-    control = ControlPlane(repo, controller, arns, clock)
+    control = ControlPlane(
+        repo, controller, arns, clock, InstanceLimits(settings.max_instances_per_endpoint, settings.max_instances)
+    )
     experiments = Experiments(
         engine, router, control, controller, metrics.metrics, clock,
         settings.ab_events_url or default_events_url(data), settings.ab_flush_seconds, settings.ab_flush_bytes,

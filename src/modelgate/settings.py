@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_origin
@@ -82,6 +83,18 @@ class Settings(BaseModel):
     rollout_comparison_interval_seconds: float = Field(default=10.0, gt=0)
     rollout_comparison_alpha: float = Field(default=0.05, gt=0, lt=1)
     allow_pip_install: bool = False
+    # What runs a container Image (runtime/images.py): the operator's image map (inline JSON, or the path of a
+    # JSON file; loaded and checked at start), and whether `command:<path>` images (any executable the API
+    # caller names) may run at all.
+    image_map: str | None = None
+    allow_command_images: bool = False
+    # Variables of the server's environment that instances get (e.g. proxies); nothing else of it is passed.
+    instance_env_passthrough: list[str] = Field(default_factory=list)
+    # Instance quotas (policies/capacity.py): ResourceLimitExceeded over them; and how many instances may be
+    # starting (spawned, not yet healthy) at once, so that a large fleet starts in waves.
+    max_instances_per_endpoint: int = Field(default=20, ge=1)
+    max_instances: int = Field(default=40, ge=1)
+    max_concurrent_instance_starts: int = Field(default=4, ge=1)
     # Multiplies each instance type's memory limit (an instance over it is stopped with a reason); tests use 0.01.
     memory_limit_scale: float = Field(default=1.0, gt=0)
     # A/B experiments: where events go (a directory or s3://bucket/prefix; default <data_dir>/ab-events),
@@ -92,6 +105,14 @@ class Settings(BaseModel):
     ab_filter_source_ips: list[str] = Field(default_factory=list)
     ab_filter_user_agents: list[str] = Field(default_factory=list)
     demo: bool = False
+
+    @field_validator("instance_env_passthrough")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(map(repr, bad))}")
+        return v
 
     @field_validator("data_dir")
     @classmethod

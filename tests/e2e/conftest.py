@@ -104,6 +104,8 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
         defaults = {
             "MODELGATE_MAX_STARTUP_HEALTH_TIMEOUT_SECONDS": "15",
             "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
+            # The echo container is a command: image, which a server runs only when its operator allows it.
+            "MODELGATE_ALLOW_COMMAND_IMAGES": "true",
         }
         s = ServerProcess(tmp_path / "data", free_port(), {**defaults, **env})
         s.start()

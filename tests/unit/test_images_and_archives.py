@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelgate.artifacts.unpack import ArchiveError, unpack_tar
-from modelgate.errors import ValidationException
-from modelgate.runtime.images import resolve_image
+from modelgate.runtime.images import ImageMap, ImageNotRunnable, package_root
 from modelgate.runtime.instance_types import shape_of
 
 
@@ -25,30 +24,31 @@ from modelgate.runtime.instance_types import shape_of
     ],
 )
 def test_builtin_images(image: str, kind: str) -> None:
-    spec = resolve_image(image)
+    spec = ImageMap().resolve(image)
     assert spec.kind == kind
     assert spec.argv == (sys.executable, "-m", "modelgate.containers", kind, "serve")
+    assert spec.env == {"PYTHONPATH": package_root()}
 
 
 @pytest.mark.parametrize(
     ("image", "message"),
     [
-        ("nginx:latest", "cannot be run by modelgate. Supported images"),
-        ("123.dkr.ecr.us-east-1.amazonaws.com/my-own-container:1", "cannot be run by modelgate"),
+        ("nginx:latest", "is not mapped to anything modelgate can run"),
+        ("123.dkr.ecr.us-east-1.amazonaws.com/my-own-container:1", "is not mapped to anything modelgate can run"),
         ("command:relative/path", "needs an absolute path"),
         ("command:/definitely/not/here", "is not an executable file"),
     ],
 )
 def test_unrunnable_images(image: str, message: str) -> None:
-    with pytest.raises(ValidationException, match=message):
-        resolve_image(image)
+    with pytest.raises(ImageNotRunnable, match=message):
+        ImageMap(allow_command_images=True).resolve(image)
 
 
 def test_command_image(tmp_path: Path) -> None:
     exe = tmp_path / "serve-me"
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
-    assert resolve_image(f"command:{exe}").argv == (str(exe), "serve")
+    assert ImageMap(allow_command_images=True).resolve(f"command:{exe}").argv == (str(exe), "serve")
 
 
 @pytest.mark.parametrize(

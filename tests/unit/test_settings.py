@@ -27,6 +27,13 @@ from modelgate.settings import Settings
         ({"MODELGATE_AB_EVENTS_URL": "s3://b/p"}, "ab_events_url", "s3://b/p"),
         ({"MODELGATE_DATA_DIR": "/tmp/x/../y"}, "data_dir", Path("/tmp/y")),
         ({"MODELGATE_CONTAINER_HTTP": "uvicorn", "OTHER": "1"}, "port", 8080),  # not ours: ignored
+        ({}, "allow_command_images", False),
+        ({"MODELGATE_ALLOW_COMMAND_IMAGES": "true"}, "allow_command_images", True),
+        ({"MODELGATE_IMAGE_MAP": "/etc/modelgate/images.json"}, "image_map", "/etc/modelgate/images.json"),
+        ({"MODELGATE_INSTANCE_ENV_PASSTHROUGH": '["HTTPS_PROXY"]'}, "instance_env_passthrough", ["HTTPS_PROXY"]),
+        ({}, "max_instances_per_endpoint", 20),
+        ({}, "max_instances", 40),
+        ({}, "max_concurrent_instance_starts", 4),
     ],
 )
 def test_values_from_the_environment(environ: dict[str, str], field: str, expected: Any) -> None:
@@ -46,6 +53,9 @@ def test_arguments_win_over_the_environment() -> None:
         ({"MODELGATE_ACCOUNT_ID": "12"}, "String should match pattern"),
         ({"MODELGATE_FAULT_CRASH_AT": "later"}, "Input should be 'traffic-shift' or 'traffic-shifted'"),
         ({"MODELGATE_INVOCATION_TIMEOUT_SECONDS": "0"}, "Input should be greater than 0"),
+        ({"MODELGATE_INSTANCE_ENV_PASSTHROUGH": '["HTTPS_PROXY", "A=B"]'}, "not environment variable names: 'A=B'"),
+        ({"MODELGATE_MAX_INSTANCES": "0"}, "Input should be greater than or equal to 1"),
+        ({"MODELGATE_MAX_CONCURRENT_INSTANCE_STARTS": "0"}, "Input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_values_are_named(environ: dict[str, str], message: str) -> None:

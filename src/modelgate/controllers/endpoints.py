@@ -21,7 +21,8 @@ from modelgate.controllers.fleets import Fleet, FleetManager, FleetSpec, Instanc
 from modelgate.controllers.rollouts import RolloutController
 from modelgate.domain.resources import Endpoint, EndpointStatus, VariantState
 from modelgate.routing.table import EndpointRoute, RoutingTable, VariantRoute
-from modelgate.runtime.images import resolve_image
+from modelgate.runtime.environment import first_refusal
+from modelgate.runtime.images import ImageMap, ImageNotRunnable
 from modelgate.runtime.process import reap
 from modelgate.store.repo import Repository
 
@@ -44,8 +45,10 @@ class EndpointController:
         max_health_timeout: float | None = None,
         alarm_state: Callable[[str], str] | None = None,
         max_rollout_seconds: int | None = None,
+        images: ImageMap | None = None,
     ) -> None:
         self.repo = repo
+        self.images = images if images is not None else ImageMap()
         self.fm = fleets
         self.artifacts = artifacts
         self.table = table
@@ -68,6 +71,7 @@ class EndpointController:
             log.info("reaped %d leftover instance process(es): %s", len(killed), killed)
         for rec in records:
             self.repo.remove_instance(rec.id)
+        self.fm.clear_homes()
         for ep in self.repo.all(Endpoint):
             self.endpoints[ep.name] = ep
             if ep.status == EndpointStatus.CREATING:
@@ -170,9 +174,14 @@ class EndpointController:
             raise InstanceFailure(f"model {pv.model_name} is missing from the endpoint's deployment")
         container = model.containers[0]
         try:
-            launch = resolve_image(container.image)
-        except Exception as exc:
-            raise InstanceFailure(str(exc)) from exc
+            launch = self.images.resolve(container.image)
+        except ImageNotRunnable as exc:
+            raise InstanceFailure(exc.reason) from exc
+        refused = first_refusal(container.environment)
+        if refused is not None:  # a model stored before the rule existed
+            raise InstanceFailure(
+                f"the Environment of model {model.name} sets {refused[0]}, which modelgate refuses: {refused[1]}"
+            )
         timeout = float(pv.model_data_download_timeout_s or DEFAULT_DOWNLOAD_TIMEOUT)
         try:
             model_dir: Path = await self.artifacts.materialize(container.model_data_url, timeout)

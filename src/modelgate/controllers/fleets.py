@@ -6,6 +6,12 @@ removed from the store after it has stopped. When an instance dies on its own, t
 choosing it at once (the fleet republishes its route through ``on_change``), what was in flight to
 it fails with a named error (the connection breaks), and ``on_death`` lets the endpoint controller
 start a replacement.
+
+Instance starts go through one limiter per server (``max_concurrent_starts``): a large fleet starts in
+waves, each start holding its place from the spawn until the instance passes /ping or fails, so that
+one API call cannot fork a whole fleet of processes at once. An instance's environment is built from
+scratch (``runtime/environment.py``), never the server's own; its HOME is a directory of its own under
+``homes_dir``, removed when it stops.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import shutil
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +33,24 @@ from modelgate.clock import Clock
 from modelgate.domain.resources import Model, ProductionVariant
 from modelgate.routing.table import FleetRoute, Instance
 from modelgate.runtime.client import InstanceClient
+from modelgate.runtime.environment import base_environment, instance_environment
 from modelgate.runtime.images import LaunchSpec
 from modelgate.runtime.instance_types import shape_of
-from modelgate.runtime.process import INSTANCE_ENV, ProcessHandle, Spawner, failure_line, free_port, reap
+from modelgate.runtime.process import (
+    INSTANCE_ENV,
+    ProcessHandle,
+    Spawner,
+    describe_exit,
+    failure_line,
+    free_port,
+    reap,
+)
 from modelgate.store.repo import InstanceRecord, Repository
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+DEFAULT_CONCURRENT_STARTS = 4
 
 
 TREE_REFRESH_SECONDS = 10.0
@@ -78,6 +94,10 @@ class InstanceFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _NotStarted(InstanceFailure):
+    """A start given up before its spawn, because another start of the same scale-up failed."""
 
 
 @dataclass(eq=False)
@@ -129,6 +149,9 @@ class FleetManager:
         allow_pip_install: bool,
         on_change: Callable[[str], None],
         memory_limit_scale: float = 1.0,
+        base_env: Mapping[str, str] | None = None,
+        homes_dir: Path | None = None,
+        max_concurrent_starts: int = DEFAULT_CONCURRENT_STARTS,
     ) -> None:
         self.repo = repo
         self.spawner = spawner
@@ -139,6 +162,9 @@ class FleetManager:
         self.allow_pip_install = allow_pip_install
         self.on_change = on_change
         self.memory_limit_scale = memory_limit_scale
+        self.base_env = dict(base_env) if base_env is not None else base_environment((), {})
+        self.homes_dir = homes_dir if homes_dir is not None else logs_dir.parent / "homes"
+        self._starts = asyncio.Semaphore(max_concurrent_starts)
         self._live: dict[str, tuple[Fleet, RunningInstance]] = {}
         self._trees = ProcessTrees(time.monotonic)
 
@@ -169,25 +195,39 @@ class FleetManager:
                     inst.killed_for = reason
                     inst.handle.signal_group(signal.SIGKILL)
 
-    def _env(self, spec: FleetSpec, instance_id: str, port: int) -> dict[str, str]:
+    def _env(self, spec: FleetSpec, instance_id: str, port: int, home: Path) -> dict[str, str]:
         container = spec.model.containers[0]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")}
-        env.update(container.environment)
-        env.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", str(shape_of(spec.variant.instance_type).workers))
-        env.update(
-            {
-                "SAGEMAKER_BIND_TO_PORT": str(port),
-                "SM_MODEL_DIR": str(spec.model_dir),
-                "MODELGATE_MODEL_DIR": str(spec.model_dir),
-                INSTANCE_ENV: instance_id,
-                "MODELGATE_ALLOW_PIP_INSTALL": "true" if self.allow_pip_install else "false",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        return env
+        contract = {
+            **spec.launch.env,
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SM_MODEL_DIR": str(spec.model_dir),
+            "HOME": str(home),
+            "MODELGATE_MODEL_DIR": str(spec.model_dir),
+            INSTANCE_ENV: instance_id,
+            "MODELGATE_ALLOW_PIP_INSTALL": "true" if self.allow_pip_install else "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+        defaults = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(shape_of(spec.variant.instance_type).workers)}
+        return instance_environment(self.base_env, container.environment, contract, defaults)
 
-    async def start_instance(self, fleet: Fleet) -> RunningInstance:
-        """Spawn one instance and wait until it answers /ping; add it to the fleet once healthy."""
+    def clear_homes(self) -> None:
+        """Remove every instance's HOME (at start, once leftover instances were reaped)."""
+        shutil.rmtree(self.homes_dir, ignore_errors=True)
+
+    def _remove_home(self, instance_id: str) -> None:
+        shutil.rmtree(self.homes_dir / instance_id, ignore_errors=True)
+
+    async def start_instance(self, fleet: Fleet, give_up: Callable[[], bool] | None = None) -> RunningInstance:
+        """Spawn one instance and wait until it answers /ping; add it to the fleet once healthy.
+
+        Waits for a place in the start limiter first (``max_concurrent_starts``); once it has one, does not
+        start when ``give_up()`` says so (another start of the same scale-up failed)."""
+        async with self._starts:
+            if give_up is not None and give_up():
+                raise _NotStarted("not started: another instance of the fleet failed to start")
+            return await self._start_instance(fleet)
+
+    async def _start_instance(self, fleet: Fleet) -> RunningInstance:
         spec = fleet.spec
         instance_id = f"i-{uuid.uuid4().hex[:17]}"
         port = free_port()
@@ -195,13 +235,17 @@ class FleetManager:
             InstanceRecord(instance_id, spec.endpoint, spec.variant.variant_name, port, None, self.clock.now())
         )
         log_path = self.logs_dir / spec.endpoint / spec.variant.variant_name / f"{instance_id}.log"
+        home = self.homes_dir / instance_id
         try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
             handle = await self.spawner.spawn(
-                spec.launch.argv, self._env(spec, instance_id, port), spec.model_dir, log_path
+                spec.launch.argv, self._env(spec, instance_id, port, home), spec.model_dir, log_path
             )
         except OSError as exc:
             self.repo.remove_instance(instance_id)
-            raise InstanceFailure(f"the instance process could not be started: {exc}") from exc
+            self._remove_home(instance_id)
+            why = exc.strerror or type(exc).__name__
+            raise InstanceFailure(f"the instance process could not be started: {why}") from exc
         self.repo.set_instance_pid(instance_id, handle.pid)
         exited: asyncio.Future[int] = asyncio.ensure_future(handle.wait())
         route = Instance(instance_id, spec.endpoint, spec.variant.variant_name, fleet.id, port, handle.pid)
@@ -217,16 +261,19 @@ class FleetManager:
         return inst
 
     async def _wait_healthy(self, inst: RunningInstance, spec: FleetSpec) -> None:
+        """Poll /ping until healthy; InstanceFailure when the instance exits, outgrows its memory or times
+        out. The reason carries the instance's ``MODELGATE-FAILURE:`` line (sanitized) and nothing else
+        of its log: the log may hold anything, and the reason is shown by DescribeEndpoint."""
         timeout = spec.health_timeout
         deadline = self.clock.monotonic() + timeout
         delay = 0.02
+        iid = inst.route.id
         while True:
             if inst.exited.done():
-                code = inst.exited.result()
                 detail = failure_line(inst.log_path)
                 raise InstanceFailure(
-                    f"the instance exited with code {code} before passing the ping health check"
-                    + (f": {detail}" if detail else "")
+                    f"the instance {iid} {describe_exit(inst.exited.result())} before passing the ping health check"
+                    + (f": {detail}" if detail else " (it wrote no MODELGATE-FAILURE line)")
                 )
             over = self._over_memory(spec, inst)
             if over is not None:
@@ -236,8 +283,8 @@ class FleetManager:
             if self.clock.monotonic() >= deadline:
                 detail = failure_line(inst.log_path)
                 raise InstanceFailure(
-                    f"the instance did not pass the ping health check within {timeout:.0f} s"
-                    + (f" (last log line: {detail})" if detail else "")
+                    f"the instance {iid} did not pass the ping health check within {timeout:.0f} s"
+                    + (f": {detail}" if detail else "")
                 )
             await asyncio.wait([inst.exited], timeout=delay)
             delay = min(delay * 2, 0.5)
@@ -248,6 +295,7 @@ class FleetManager:
         self._trees.forget(inst.route.pid)
         if inst.stopping:
             return
+        self._remove_home(inst.route.id)
         code = inst.exited.result() if not inst.exited.cancelled() else -1
         log.warning(
             "instance %s of %s/%s exited unexpectedly (code %s): %s",
@@ -313,6 +361,7 @@ class FleetManager:
         # Whatever the instance forked into sessions of their own is not in its process group.
         reap({inst.route.id})
         self.repo.remove_instance(inst.route.id)
+        self._remove_home(inst.route.id)
 
     async def stop_all(self, fleet: Fleet, drain: bool = True) -> None:
         fleet.retired = True
@@ -327,14 +376,21 @@ class FleetManager:
         current = [i for i in fleet.instances if i.route.alive and not i.stopping]
         if count > len(current):
             before = set(map(id, fleet.instances))
-            results = await asyncio.gather(
-                *(self.start_instance(fleet) for _ in range(count - len(current))), return_exceptions=True
-            )
+            failed: list[bool] = []
+
+            async def one() -> RunningInstance:
+                try:
+                    return await self.start_instance(fleet, give_up=lambda: bool(failed))
+                except BaseException:
+                    failed.append(True)
+                    raise
+
+            results = await asyncio.gather(*(one() for _ in range(count - len(current))), return_exceptions=True)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
                 added = [i for i in fleet.instances if id(i) not in before]
                 await asyncio.gather(*(self.stop_instance(fleet, i, drain=False) for i in added))
-                first = failures[0]
+                first = next((f for f in failures if not isinstance(f, _NotStarted)), failures[0])
                 if isinstance(first, InstanceFailure):
                     raise first
                 raise InstanceFailure(f"{type(first).__name__}: {first}")

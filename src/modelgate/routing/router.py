@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from modelgate.errors import ModelError, ServiceUnavailable, ValidationError
+from modelgate.errors import ModelError, ModelgateError, ServiceUnavailable, ValidationError
 from modelgate.policies.routing import choose_least_outstanding, choose_random, choose_weighted
 from modelgate.routing.table import Instance, RoutingTable, VariantRoute
-from modelgate.runtime.client import InstanceClient, InstanceTimeout, Reply
+from modelgate.runtime.client import InstanceBadReply, InstanceClient, InstanceTimeout, Reply
 
 
 class InvocationRecorder(Protocol):
@@ -71,7 +71,7 @@ class InvocationResult:
         fleet: str,
         status: int,
         reply: Reply | None,
-        error: ModelError | None,
+        error: ModelgateError | None,
         started: float,
         forwarded: float,
         replied: float,
@@ -174,7 +174,7 @@ class Router:
 
         def answered(reply: Reply | None, exc: Exception | None) -> None:
             instance.outstanding -= 1
-            error: ModelError | None = None
+            error: ModelgateError | None = None
             if reply is not None:
                 # ModelLatency is the instance's part alone: from the request handed to the kernel to the
                 # answer's last chunk received (client.Reply); building the request and parsing the
@@ -189,10 +189,18 @@ class Router:
                 if isinstance(exc, InstanceTimeout):
                     status = 504
                     message = f"Instance {instance.id} did not answer within the invocation timeout."
-                else:
+                    error = self._model_error(inv.endpoint, variant.name, status, message)
+                elif isinstance(exc, InstanceBadReply):
                     status = 500
-                    message = f"Instance {instance.id} stopped before answering ({exc})."
-                error = self._model_error(inv.endpoint, variant.name, status, message)
+                    error = self._model_error(inv.endpoint, variant.name, status, f"Instance {instance.id}: {exc}.")
+                else:
+                    # The instance died (or could not be reached) with the request in flight: not the model's
+                    # answer, so not a ModelError; 503 as when a variant has no healthy instance, and retryable.
+                    status = 503
+                    error = ServiceUnavailable(
+                        f"Instance {instance.id} of production variant {variant.name} stopped before answering "
+                        f"({exc}); the model did not answer this request, which can be retried."
+                    )
             done(InvocationResult(inv.endpoint, variant, instance.fleet, status, reply, error, started, sent, received))
 
         try:

@@ -9,8 +9,9 @@ front's same change). ``invoke`` and ``ping`` are coroutines over it. Measured w
 ``bench/run.py`` against aiohttp's client, which this replaces: gateway CPU per request at concurrency 16
 went from about 0.36 to 0.18 ms and throughput roughly doubled (bench/RESULTS.md, "prototypes").
 
-``InstanceUnreachable`` and ``InstanceTimeout`` let the router answer AWS-shaped errors without knowing
-the transport. A request that meets a reused connection the instance had already closed (before any
+``InstanceUnreachable`` (the instance died or could not be reached), its subclass ``InstanceBadReply``
+(it answered with broken HTTP) and ``InstanceTimeout`` let the router answer AWS-shaped errors without
+knowing the transport. A request that meets a reused connection the instance had already closed (before any
 byte of an answer came back) is sent once more on a new connection; a request whose connection breaks
 after that fails, since the instance may have run it.
 """
@@ -36,6 +37,11 @@ _LENGTH = (b"content-length", b"transfer-encoding")
 
 class InstanceUnreachable(Exception):
     """The connection to the instance failed or broke before an answer (it died, or is dying)."""
+
+
+class InstanceBadReply(InstanceUnreachable):
+    """The instance answered, but not with an acceptable HTTP answer (malformed, or too large): the
+    container's fault, unlike a connection that broke because the instance died."""
 
 
 class InstanceTimeout(Exception):
@@ -115,7 +121,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.fail(InstanceUnreachable(f"the instance answered malformed HTTP: {exc}"))
+            self.fail(InstanceBadReply(f"the instance answered malformed HTTP: {exc}"))
             self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -131,7 +137,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > MAX_REPLY_BYTES:
-            self.fail(InstanceUnreachable(f"the instance's answer is larger than {MAX_REPLY_BYTES} bytes"))
+            self.fail(InstanceBadReply(f"the instance's answer is larger than {MAX_REPLY_BYTES} bytes"))
             self.close()
             return
         self.body.append(body)

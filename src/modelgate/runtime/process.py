@@ -86,8 +86,21 @@ class LocalSpawner:
         return _LocalHandle(proc)
 
 
+MAX_REASON_CHARS = 256
+
+
+def sanitize_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` as it may appear in an API answer: printable characters only (others become ``?``),
+    whitespace runs as one space, at most ``limit`` characters (cut with ``...``). Pure."""
+    cleaned = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
 def failure_line(log_path: Path) -> str | None:
-    """The last ``MODELGATE-FAILURE:`` line an instance wrote, or its last log line."""
+    """The reason of the last ``MODELGATE-FAILURE:`` line an instance wrote (the contract line of the
+    built-in containers), sanitized; None when there is none. No other log text is ever returned: an
+    instance's log may hold anything, and this ends up in API answers."""
     try:
         with open(log_path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -98,11 +111,20 @@ def failure_line(log_path: Path) -> str | None:
         return None
     for line in reversed(tail):
         if line.startswith(FAILURE_PREFIX):
-            return line[len(FAILURE_PREFIX) :].strip()
-    for line in reversed(tail):
-        if line.strip():
-            return line.strip()[-400:]
+            reason = sanitize_reason(line[len(FAILURE_PREFIX) :])
+            return reason or None
     return None
+
+
+def describe_exit(code: int) -> str:
+    """``exited with code N`` or ``was killed by signal SIGX`` (asyncio's negative return codes)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"was killed by signal {name}"
+    return f"exited with code {code}"
 
 
 def reap(instance_ids: set[str]) -> list[int]:

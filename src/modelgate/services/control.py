@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -29,8 +29,9 @@ from modelgate.domain.resources import (
     VariantState,
 )
 from modelgate.errors import ResourceLimitExceeded, ValidationException
+from modelgate.policies.capacity import InstanceLimits, over_limit, usage
 from modelgate.rollout.config import DeploymentConfig
-from modelgate.runtime.images import resolve_image
+from modelgate.runtime.environment import first_refusal
 from modelgate.services.listing import ListQuery, page
 from modelgate.services.updates import UpdateRequest, check_deployable, check_updatable, prepare_update
 from modelgate.store.repo import Repository
@@ -48,12 +49,18 @@ class VariantUpdate:
 
 class ControlPlane:
     def __init__(
-        self, repo: Repository, controller: EndpointController, arns: ArnBuilder, clock: Clock
+        self,
+        repo: Repository,
+        controller: EndpointController,
+        arns: ArnBuilder,
+        clock: Clock,
+        limits: InstanceLimits,
     ) -> None:
         self.repo = repo
         self.controller = controller
         self.arns = arns
         self.clock = clock
+        self.limits = limits
 
     # --- models --------------------------------------------------------------------------------
 
@@ -72,8 +79,10 @@ class ControlPlane:
                 "Models with more than one container (inference pipelines) are not supported yet; "
                 "give one PrimaryContainer."
             )
-        for c in containers:
-            resolve_image(c.image)
+        for i, c in enumerate(containers, 1):
+            # Any well-formed Image is accepted, as SageMaker does: what runs it is the operator's image map,
+            # resolved when instances are provisioned (runtime/images.py).
+            _check_environment(c.environment, "primaryContainer" if primary else f"containers.{i}")
             if c.mode != "SingleModel":
                 raise ValidationException("Multi-model containers (Mode=MultiModel) are not supported yet.")
             if c.model_data_url is not None and not _DATA_URL.match(c.model_data_url):
@@ -172,6 +181,8 @@ class ControlPlane:
                 raise ValidationException(f'Could not find model "{self.arns.model(v.model_name)}".')
             models.append(model)
         _check_tags(tags)
+        wanted = sum(v.initial_instance_count for v in config.production_variants)
+        self._check_limits(0, wanted, wanted)
         now = self.clock.now()
         ep = Endpoint(
             name=name,
@@ -227,6 +238,8 @@ class ControlPlane:
             uuid.uuid4().hex[:8],
             self.controller.rollouts.alarm_exists,
         )
+        green = usage((), deployment.variants)
+        self._check_limits(self._usage(ep), green, green)  # blue and green run side by side
         self.repo.save_deployment(deployment, ep)
         self.controller.notify(ep)
         self.controller.deploy(name)
@@ -294,6 +307,8 @@ class ControlPlane:
             )
         if sum(v.desired_weight for v in variants) <= 0:
             raise ValidationException("At least one variant must keep a DesiredWeight above zero.")
+        before = self._usage(ep)
+        self._check_limits(before, sum(v.desired_instance_count for v in variants), usage(variants) - before)
         ep = ep.model_copy(
             update={
                 "status": EndpointStatus.UPDATING,
@@ -345,11 +360,37 @@ class ControlPlane:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _usage(self, ep: Endpoint) -> int:
+        """Instances the endpoint may be running (policies/capacity.py): nothing once Failed."""
+        if ep.status == EndpointStatus.FAILED:
+            return 0
+        deployment = self.repo.get_deployment(ep.name)
+        return usage(ep.variants, deployment.variants if deployment is not None else ())
+
+    def _check_limits(self, endpoint_before: int, endpoint_after: int, account_delta: int) -> None:
+        """ResourceLimitExceeded when the request goes over an instance quota; checked last, before any write."""
+        if endpoint_after <= endpoint_before and account_delta <= 0:
+            return
+        account = sum(self._usage(self.controller.endpoints.get(e.name, e)) for e in self.repo.all(Endpoint))
+        message = over_limit(self.limits, endpoint_before, endpoint_after, account, account_delta)
+        if message is not None:
+            raise ResourceLimitExceeded(message)
+
     def _insert(self, obj: Model | EndpointConfig | Endpoint, tags: Sequence[Tag], duplicate: str) -> None:
         try:
             self.repo.insert(obj, tags)
         except IntegrityError as exc:
             raise ValidationException(duplicate) from exc
+
+
+def _check_environment(environment: Mapping[str, str], where: str) -> None:
+    refused = first_refusal(environment)
+    if refused is not None:
+        key, why = refused
+        raise ValidationException(
+            f"1 validation error detected: Value at '{where}.environment' failed to satisfy constraint: "
+            f"Environment variable {key} is not allowed: {why}."
+        )
 
 
 def _check_tags(tags: Sequence[Tag]) -> None:

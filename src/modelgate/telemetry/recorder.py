@@ -19,8 +19,8 @@ OverheadLatency             ``overhead_latency_us`` (Microseconds); skipped when
 ``status`` is the status *of the model*: the container's own HTTP status when it answered (so a request
 answered to the client as ``ModelError`` 424 counts as 4XX or 5XX by the container's
 ``OriginalStatusCode``), else the status the gateway produced for that variant (e.g. 504 on an instance
-timeout counts as 5XX). A literal 424 counts as 4XX. Requests refused before a variant is chosen are not
-recorded: they have no VariantName.
+timeout, 503 when the instance died with the request in flight: both count as 5XX). A literal 424
+counts as 4XX. Requests refused before a variant is chosen are not recorded: they have no VariantName.
 """
 
 from __future__ import annotations

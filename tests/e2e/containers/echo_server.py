@@ -4,12 +4,16 @@ The request body steers it:
     status:<code>      answer with that status and a message
     sleep:<seconds>    sleep, then answer
     die                exit at once without answering
+    environ            answer with the instance's environment as JSON
     alloc:<MiB>        keep that much more memory
     anything else      answered 200 with "<ECHO_TAG>|<model.txt contents>|<body>"
 Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in headers.
 $ECHO_ALLOCATE_MB=<n> holds n MiB from the start.
 $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
-$ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
+$ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line ($ECHO_FAILURE_TEXT, if set, is
+its reason); =crash exits with code 7 without one; =hang never answers /ping.
+$ECHO_STDERR=<text> writes that text to stderr (its log) at start.
+$ECHO_LISTEN_DELAY=<seconds> waits that long before it listens (a slow start).
 $ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
 $ECHO_ERROR_RATE=<p> answers an invocation with status 500 with probability p (a flaky model).
 $ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (shared by instances).
@@ -17,6 +21,7 @@ $ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -73,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(text.split(":", 1)[1]))
         if text == "die":
             os._exit(3)
+        if text == "environ":
+            self._answer(200, json.dumps(dict(os.environ)).encode(), {"Content-Type": "application/json"})
+            return
         if text.startswith("alloc:"):
             _hoard.append(bytearray(int(text.split(":", 1)[1]) * 2**20))
         model = Path(os.environ["SM_MODEL_DIR"]) / "model.txt"
@@ -91,9 +99,15 @@ _hoard: list[bytearray] = []
 
 
 def main() -> None:
+    if os.environ.get("ECHO_STDERR"):
+        sys.stderr.write(os.environ["ECHO_STDERR"] + "\n")
+        sys.stderr.flush()
     if os.environ.get("ECHO_STARTUP") == "fail":
-        sys.stderr.write("MODELGATE-FAILURE: the echo model refused to load on purpose\n")
+        reason = os.environ.get("ECHO_FAILURE_TEXT", "the echo model refused to load on purpose")
+        sys.stderr.write(f"MODELGATE-FAILURE: {reason}\n")
         sys.exit(1)
+    if os.environ.get("ECHO_STARTUP") == "crash":
+        sys.exit(7)
     if os.environ.get("ECHO_GRANDCHILD") == "1":
         # A forked worker of our own: the server's death signal does not reach it.
         import subprocess
@@ -101,6 +115,7 @@ def main() -> None:
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     if os.environ.get("ECHO_ALLOCATE_MB"):
         _hoard.append(bytearray(int(os.environ["ECHO_ALLOCATE_MB"]) * 2**20))
+    time.sleep(float(os.environ.get("ECHO_LISTEN_DELAY", "0")))
     port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
