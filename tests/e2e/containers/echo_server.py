@@ -10,6 +10,7 @@ Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes are echoed back in h
 $ECHO_ALLOCATE_MB=<n> holds n MiB from the start.
 $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own session).
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line; =hang never answers /ping.
+$ECHO_STARTUP_DELAY=<seconds> sleeps that long before it listens (a model that is slow to load).
 $ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
 $ECHO_ERROR_RATE=<p> answers an invocation with status 500 with probability p (a flaky model).
 $ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (shared by instances).
@@ -99,6 +100,8 @@ def main() -> None:
         import subprocess
 
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    if os.environ.get("ECHO_STARTUP_DELAY"):
+        time.sleep(float(os.environ["ECHO_STARTUP_DELAY"]))
     if os.environ.get("ECHO_ALLOCATE_MB"):
         _hoard.append(bytearray(int(os.environ["ECHO_ALLOCATE_MB"]) * 2**20))
     port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
