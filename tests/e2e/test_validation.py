@@ -212,6 +212,16 @@ def test_d11_the_reviews_control_plane_500s_are_named_400s(server: ServerProcess
             "The request body is not valid JSON: it is nested too deeply.",
         ),
     ]
+    # A lone surrogate (valid JSON escape, not Unicode) in a member without a pattern: UTF-8 cannot store it.
+    cases.append(
+        (
+            "CreateModel",
+            b'{"ModelName":"s","PrimaryContainer":{"Image":"x"},"Tags":[{"Key":"k","Value":"\\ud800"}]}',
+            "ValidationException",
+            "1 validation error detected: Value '\\ud800' at 'tags.1.member.value' failed to satisfy constraint: "
+            "Member must be valid Unicode: it holds an unpaired surrogate",
+        )
+    )
     for op, body, code, message in cases:
         assert _sagemaker(server, op, body) == (400, code, message), (op, body[:80])
     assert _unhandled(server) == []

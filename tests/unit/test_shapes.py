@@ -106,7 +106,7 @@ HUGE = int("9" * 400)  # beyond a float's range: float(HUGE) raises OverflowErro
         ("ListModels", {"MaxResults": 2**31}, "Member must have value less than or equal to 2147483647"),
         (
             "ListTags",
-            {"ResourceArn": "arn:aws:sagemaker:r:1:model/m", "MaxResults": 1e300},
+            {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "MaxResults": 1e300},
             "Member must have value less than or equal to 2147483647",
         ),
         (
@@ -120,6 +120,12 @@ HUGE = int("9" * 400)  # beyond a float's range: float(HUGE) raises OverflowErro
         ("ListModels", {"CreationTimeAfter": 1e300}, "at 'creationTimeAfter' failed"),
         ("ListModels", {"CreationTimeAfter": HUGE}, "at 'creationTimeAfter' failed"),
         ("ListModels", {"CreationTimeAfter": True}, "Member must be a timestamp"),
+        (
+            "CreateModel",
+            {"ModelName": "m", "Tags": [{"Key": "k", "Value": "a\ud800"}]},
+            "Value 'a\\ud800' at 'tags.1.member.value' failed to satisfy constraint: Member must be valid Unicode: "
+            "it holds an unpaired surrogate",
+        ),
         (
             "CreateModel",
             {"ModelName": "m", "Tags": [None]},

@@ -211,10 +211,18 @@ def _shown(value: Any) -> str:
         except ValueError:  # an int of more digits than Python converts (CBOR can carry one)
             return "[...]"
     elif isinstance(value, str):
-        text = value
+        text = value if value.isascii() or _utf8(value) else value.encode("utf-8", "backslashreplace").decode()
     else:
         return "[...]"
     return text[:117] + "..." if len(text) > 120 else text
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -298,6 +306,9 @@ class _Walker:
             assert isinstance(shape, StringShape)
             if not isinstance(value, str):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
+                return value
+            if not value.isascii() and not _utf8(value):  # JSON's "\ud800": no store or log can write it
+                self.fail(value, path, "Member must be valid Unicode: it holds an unpaired surrogate")
                 return value
             if "min" in meta and len(value) < meta["min"]:
                 self.fail(value, path, f"Member must have length greater than or equal to {meta['min']}")
