@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -81,7 +85,7 @@ def test_kill_9_of_the_server_then_restart_serves_again_without_any_call(
         try:
             seen.add(rt.invoke_endpoint(EndpointName="durable", Body=b"x")["InvokedProductionVariant"])
         except ClientError as e:  # instances may still be starting right after the restart
-            assert e.response["Error"]["Code"] in ("ServiceUnavailable", "ValidationError"), e.response
+            assert e.response["Error"]["Code"] == "ServiceUnavailable", e.response
             time.sleep(0.1)
     assert seen == {"A", "B"}
 
@@ -168,3 +172,56 @@ def test_instance_over_its_memory_limit_fails_with_a_reason(server_factory: Any,
     _wait_for(lambda: pid not in instance_pids(server).values() and len(instance_pids(server)) == 1)
     assert _invoke_eventually(rt, "grows", b"after") == b"A|-|after"
     assert "more than the 82 MiB limit" in server.log()
+
+
+def test_d3_invocations_across_a_restart_get_a_retryable_error_never_not_found(
+    server: ServerProcess, echo_image: str
+) -> None:
+    """Between a kill -9 and the restarted instance passing /ping (3 s here), DescribeEndpoint says InService:
+    the runtime answers 503 ServiceUnavailable (botocore retries it), not "Endpoint ... not found"."""
+    sm = server.client("sagemaker")
+    deploy_echo(sm, echo_image, "slowstart", [("A", 1.0, 1)], env={"ECHO_LISTEN_DELAY": "3"})
+    answers: list[tuple[str, int, str, str]] = []  # (phase, status, error type, message)
+    phase = ["before"]
+    stop = threading.Event()
+
+    def invoke_forever() -> None:
+        while not stop.is_set():
+            req = urllib.request.Request(
+                f"{server.url}/endpoints/slowstart/invocations", data=b"x", method="POST",
+                headers={"Content-Type": "text/plain"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    answers.append((phase[0], r.status, "", r.read().decode()))
+            except urllib.error.HTTPError as e:
+                answers.append((phase[0], e.code, e.headers.get("x-amzn-ErrorType", ""), e.read().decode()))
+            except OSError:  # the server is down: connection refused or reset
+                answers.append((phase[0], 0, "", ""))
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=invoke_forever)
+    thread.start()
+    try:
+        _wait_for(lambda: any(a[1] == 200 for a in answers))
+        server.kill9()
+        phase[0] = "restart"
+        server.start()
+        phase[0] = "restarted"
+        described = sm.describe_endpoint(EndpointName="slowstart")["EndpointStatus"]
+        _wait_for(lambda: any(a[0] == "restarted" and a[1] == 200 for a in answers), timeout=30)
+    finally:
+        stop.set()
+        thread.join(20)
+    assert described == "InService"
+    restarted = [a for a in answers if a[0] == "restarted"]
+    first_ok = next(i for i, a in enumerate(restarted) if a[1] == 200)
+    refused = restarted[:first_ok]
+    assert refused, "the restarted server served at once: the instance did not delay its start"
+    assert {(a[1], a[2]) for a in refused} == {(503, "ServiceUnavailable")}, {(a[1], a[2], a[3]) for a in refused}
+    assert json.loads(refused[0][3])["message"] == (
+        "Endpoint slowstart of account 123456789012 is starting after a server restart and cannot serve yet; "
+        "retry shortly."
+    )
+    assert not [a for a in answers if "not found" in a[3]]
+    assert all(a[1] == 200 for a in restarted[first_ok:]), {(a[1], a[3]) for a in restarted[first_ok:]}

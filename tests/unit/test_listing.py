@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from modelgate.errors import ValidationException
@@ -47,3 +49,35 @@ def test_bad_tokens(token: str) -> None:
 def test_bad_sort_key() -> None:
     with pytest.raises(ValidationException, match="SortBy must be one of"):
         _names(ListQuery(sort_by="Status"))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _b64(b'{"o": 1e400}'),  # int(inf): OverflowError, a 500 before
+        _b64(b'{"o": NaN}'),
+        _b64(b'{"o": "5"}'),
+        _b64(b'{"o": 5.5}'),
+        _b64(b'{"o": true}'),
+        _b64(b'{"o": 1234567890123456789}'),  # more digits than any list has items
+        _b64(b"[" * 5000 + b"]" * 5000),  # deeper than the JSON parser's recursion
+        _b64(b"\xff\xfe"),
+        "ünïcode",
+        "",
+        "=",
+        "a" * 10_000,
+    ],
+)
+def test_d11_a_token_that_holds_no_offset_is_invalid(token: str) -> None:
+    with pytest.raises(ValidationException, match=r"^Invalid pagination token: ") as caught:
+        decode_token(token)
+    assert len(caught.value.message) < 150  # a long token is cut in the message
+
+
+@pytest.mark.parametrize("offset", [0, 3, 10**17])
+def test_tokens_round_trip(offset: int) -> None:
+    assert decode_token(encode_token(offset)) == offset

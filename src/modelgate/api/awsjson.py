@@ -9,14 +9,13 @@ such as CloudWatch).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from modelgate.api.http import Request, Send, new_request_id, send_json
-from modelgate.api.shapes import GENERATE, format_errors, service_model, validation_errors
+from modelgate.api.shapes import GENERATE, check, format_errors, service_model, timestamp_seconds
 from modelgate.errors import InternalFailure, ModelgateError, SerializationException, UnknownOperation
 
 log = logging.getLogger(__name__)
@@ -48,14 +47,38 @@ def to_wire_time(value: float) -> float:
 
 
 def parse_wire_time(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    raise SerializationException(f"Cannot parse timestamp {value!r}")
+    """Epoch seconds of a timestamp member (epoch seconds, or a string of them or of ISO 8601). The shape
+    walk has refused any other value already; this refuses them again rather than trust it."""
+    seconds = timestamp_seconds(value)
+    if seconds is None:
+        raise SerializationException(f"Cannot parse timestamp {_shown(value)}.")
+    return seconds
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else type(value).__name__
+    return repr(text[:100])
+
+
+def _refuse_constant(token: str) -> Any:
+    """``json.loads``' hook for ``NaN``, ``Infinity`` and ``-Infinity``: JSON (RFC 8259) has none of them,
+    and a non-finite weight or threshold once stored would poison every later read of it."""
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def parse_json_body(body: bytes) -> Params:
+    """The request body as a JSON object ({} when empty); SerializationException when it is not one."""
+    if not body.strip():
+        return {}
+    try:
+        params = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError as exc:  # the C parser stops at the interpreter's recursion limit
+        raise SerializationException("The request body is not valid JSON: it is nested too deeply.") from exc
+    except ValueError as exc:  # also UnicodeDecodeError, and integers of more than 4,300 digits
+        raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise SerializationException("The request body must be a JSON object.")
+    return params
 
 
 class JsonRpcService:
@@ -67,6 +90,7 @@ class JsonRpcService:
         validation_code: str = "ValidationException",
         query_error_codes: Mapping[str, str] | None = None,
         pattern_overrides: Mapping[tuple[str, str], str] | None = None,
+        non_finite_error: Callable[[str, float], ModelgateError] | None = None,
     ) -> None:
         self.model = service_model(botocore_name)
         missing = sorted(set(handlers) - set(self.model.operation_names))
@@ -77,6 +101,9 @@ class JsonRpcService:
         self.validation_code = validation_code
         self.query_error_codes = query_error_codes
         self.pattern_overrides = pattern_overrides or {}
+        # How the service words a NaN or infinite number (by its query-protocol name); None: as the other
+        # validation errors ("Member must be a finite number").
+        self.non_finite_error = non_finite_error
 
     async def call(self, operation: str, params: Params) -> Params:
         """Validate and run one operation; raise ModelgateError on any failure."""
@@ -84,21 +111,17 @@ class JsonRpcService:
         if handler is None or operation not in self.model.operation_names:
             raise UnknownOperation(f"Operation {operation} is not supported by modelgate.")
         op_model = self.model.operation_model(operation)
-        errors = validation_errors(op_model, params, self.pattern_overrides)
-        if errors:
-            raise InvalidInput(self.validation_code, format_errors(errors))
+        found = check(op_model, params, self.pattern_overrides)
+        if found.non_finite and self.non_finite_error is not None:
+            raise self.non_finite_error(*found.non_finite[0])
+        if found.errors:
+            raise InvalidInput(self.validation_code, format_errors(found.errors))
         return await handler(params)
 
     async def handle(self, request: Request, send: Send, operation: str) -> None:
         request_id = new_request_id()
         try:
-            try:
-                params = json.loads(request.body) if request.body.strip() else {}
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
-            if not isinstance(params, dict):
-                raise SerializationException("The request body must be a JSON object.")
-            result = await self.call(operation, params)
+            result = await self.call(operation, parse_json_body(request.body))
         except ModelgateError as exc:
             await self.send_error(send, exc, request_id)
             return

@@ -69,7 +69,7 @@ async def handle_rpc_v2_cbor(service: JsonRpcService, request: Request, send: Se
         operation = parts[4]
         try:
             params = cbor2.loads(request.body) if request.body else {}
-        except (cbor2.CBORDecodeError, ValueError) as exc:
+        except Exception as exc:  # decoding is pure: whatever it raises, the body is at fault
             raise SerializationException(f"The request body is not valid CBOR: {exc}") from exc
         if not isinstance(params, dict):
             raise SerializationException("The request body must be a CBOR map.")

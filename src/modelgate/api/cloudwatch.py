@@ -11,6 +11,7 @@ timestamps to their own wire form by walking botocore's output shapes.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from modelgate.api.awsjson import JsonRpcService, Params, parse_wire_time, to_wire_time
@@ -23,7 +24,13 @@ from modelgate.telemetry.documents import (
     metric_doc,
     query_from_doc,
 )
-from modelgate.telemetry.errors import QUERY_CODES, VALIDATION_SHAPE, CloudWatchValidation, MissingParameter
+from modelgate.telemetry.errors import (
+    QUERY_CODES,
+    VALIDATION_SHAPE,
+    CloudWatchValidation,
+    InvalidParameterValue,
+    MissingParameter,
+)
 from modelgate.telemetry.model import MetricDatum, MetricId, StatisticSet
 
 TARGET_PREFIX = "GraniteServiceVersion20100801"
@@ -229,5 +236,17 @@ def cloudwatch_service(metrics: MetricsService, alarms: AlarmService) -> JsonRpc
         "DisableAlarmActions": api.disable_alarm_actions,
     }
     return JsonRpcService(
-        "cloudwatch", "1.0", handlers, validation_code=VALIDATION_SHAPE, query_error_codes=QUERY_CODES
+        "cloudwatch",
+        "1.0",
+        handlers,
+        validation_code=VALIDATION_SHAPE,
+        query_error_codes=QUERY_CODES,
+        non_finite_error=_non_finite,
     )
+
+
+def _non_finite(parameter: str, value: float) -> InvalidParameterValue:
+    """A NaN or infinite number anywhere (a CBOR float, a form's ``inf``, JSON's ``1e400``), worded as
+    CloudWatch words an invalid metric value."""
+    shown = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return InvalidParameterValue(f"The value {shown} for parameter {parameter} is invalid.")

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from modelgate.api.awsjson import InvalidInput, JsonRpcService, error_code, error_status
 from modelgate.api.http import Request, Send, new_request_id, send_response
 from modelgate.api.shape_model import ListShape, MapShape, Shape, StructureShape
+from modelgate.api.shapes import timestamp_seconds
 from modelgate.errors import InternalFailure, ModelgateError, UnknownOperation
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,15 @@ def _iso(ts: float) -> str:
 
 
 def _parse_time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+    seconds = timestamp_seconds(text)
+    if seconds is None:
+        raise ValueError(text)
+    return seconds
+
+
+# No input shape nests deeper than this many dotted parts (CloudWatch's deepest is 9); a longer name cannot
+# name a member, and taking all its prefixes would cost time quadratic in its length.
+_MAX_PARTS = 32
 
 
 class _Form:
@@ -52,7 +56,7 @@ class _Form:
         self.code = validation_code
         self.prefixes: set[str] = set()
         for key in flat:
-            parts = key.split(".")
+            parts = key.split(".", _MAX_PARTS)[:_MAX_PARTS]
             for i in range(1, len(parts) + 1):
                 self.prefixes.add(".".join(parts[:i]))
 

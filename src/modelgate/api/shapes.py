@@ -20,11 +20,14 @@ read through :mod:`modelgate.api.shape_model`, not ``botocore.model``: the serve
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,21 +136,25 @@ def render_models() -> str:
     text = "{\n" + ",\n".join(services) + "\n}"
     if '"""' in text or json.loads(text) != models:
         raise ValueError("the models do not survive being written as a raw string")
-    return "\n".join([
-        '"""botocore\'s service models, cut to what modelgate validates and renders. Generated: do not edit.',
-        "",
-        f"Made by ``{GENERATE}`` from botocore {botocore.__version__} (see ``modelgate.api.shapes``).",
-        "JSON text rather than a Python literal: a smaller file, and 0.8 MB of RSS instead of 2.4 when imported",
-        "alone (in the whole gateway the literal's freed code object is reused by later imports: no difference).",
-        '"""',
-        "",
-        "# ruff: noqa: E501",
-        "import json",
-        "from typing import Any",
-        "",
-        'MODELS: dict[str, dict[str, Any]] = json.loads(r"""' + text + '""")',
-        "",
-    ])
+    return "\n".join(
+        [
+            '"""botocore\'s service models, cut to what modelgate validates and renders. Generated: do not edit.',
+            "",
+            f"Made by ``{GENERATE}`` from botocore {botocore.__version__} (see ``modelgate.api.shapes``).",
+            "JSON text rather than a Python literal: a smaller file, and 0.8 MB of RSS instead of 2.4 when imported",
+            "alone (in the whole gateway the literal's freed code object is reused by later imports: no difference).",
+            '"""',
+            "",
+            "# ruff: noqa: E501",
+            "import json",
+            "from typing import Any",
+            "",
+            'MODELS: dict[str, dict[str, Any]] = json.loads(r"""' + text + '""")',
+            "",
+        ]
+    )
+
+
 MODELS_FILE = Path(__file__).with_name("service_models.py")
 
 
@@ -163,68 +170,146 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+_NUMBERS = ("integer", "long", "float", "double")
+# What an AWS integer and long hold (Java's int and long): larger values cannot reach a handler.
+_INTEGER_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+# What a datetime holds, in epoch seconds (0001-01-01 to 9999-12-31 UTC): a timestamp outside it is invalid.
+_TIME_RANGE = (-62135596800.0, 253402300799.0)
+
+
+def timestamp_seconds(value: Any) -> float | None:
+    """Epoch seconds of a wire timestamp (a number, or a string: a number or ISO 8601, naive as UTC); None
+    when it is none, or outside what a datetime holds."""
+    seconds: float
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return None
+        if isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                seconds = (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+        else:
+            seconds = float(value)
+    except (ValueError, OverflowError):
+        return None
+    if not _TIME_RANGE[0] <= seconds <= _TIME_RANGE[1]:  # also False for NaN
+        return None
+    return seconds
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: long strings and numbers cut, containers as ``[...]``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, int | float):
+        try:
+            text = str(value)
+        except ValueError:  # an int of more digits than Python converts (CBOR can carry one)
+            return "[...]"
+    elif isinstance(value, str):
+        text = value if value.isascii() or _utf8(value) else value.encode("utf-8", "backslashreplace").decode()
+    else:
+        return "[...]"
+    return text[:117] + "..." if len(text) > 120 else text
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass
+class Findings:
+    """What the walk found: every broken constraint in AWS's wording, and apart from them the non-finite
+    numbers with their query-protocol names (``MetricData.member.1.Value``), which CloudWatch words its own
+    way (``The value NaN for parameter ... is invalid.``)."""
+
+    errors: list[str] = field(default_factory=list)
+    non_finite: list[tuple[str, float]] = field(default_factory=list)
+
+
 class _Walker:
+    """Checks a request against its input shape, and normalizes it in place for the handlers: a member
+    given as null is dropped (AWS reads null as absent: ``p.get(key, default)`` then works), and an
+    integer member given as an integral float (``5.0``) becomes an int. Recursion follows the shape,
+    never the value, so a deeply nested value costs nothing beyond the parser."""
+
     def __init__(self, overrides: Mapping[tuple[str, str], str]) -> None:
-        self.errors: list[str] = []
+        self.found = Findings()
+        self.errors = self.found.errors
         self.overrides = overrides
 
     def fail(self, value: Any, path: str, constraint: str) -> None:
-        shown = value if isinstance(value, str | int | float) else "[...]"
-        if isinstance(value, str) and len(value) > 120:
-            shown = value[:117] + "..."
-        self.errors.append(f"Value '{shown}' at '{path}' failed to satisfy constraint: {constraint}")
+        self.errors.append(f"Value '{_shown(value)}' at '{path}' failed to satisfy constraint: {constraint}")
 
-    def walk(self, shape: Shape, value: Any, path: str, owner: str = "", member: str = "") -> None:
+    def walk(self, shape: Shape, value: Any, path: str, owner: str = "", member: str = "", query: str = "") -> Any:
+        """Check ``value`` (not None) against ``shape``; return it, normalized."""
         type_name = shape.type_name
         meta = shape.metadata
-        if value is None:
-            return
         if type_name == "structure":
             assert isinstance(shape, StructureShape)
             if not isinstance(value, dict):
-                self.errors.append(
-                    f"Value at '{path}' failed to satisfy constraint: Member must be a structure"
-                )
-                return
+                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a structure")
+                return value
+            for key in [k for k, v in value.items() if v is None]:
+                del value[key]
             for req in shape.required_members:
-                if req not in value or value[req] is None:
+                if req not in value:
                     p = f"{path}.{_camel(req)}" if path else _camel(req)
-                    self.errors.append(
-                        f"Value null at '{p}' failed to satisfy constraint: Member must not be null"
-                    )
-            for key, sub in value.items():
+                    self.errors.append(f"Value null at '{p}' failed to satisfy constraint: Member must not be null")
+            for key, sub in list(value.items()):
                 if key in shape.members:
                     p = f"{path}.{_camel(key)}" if path else _camel(key)
-                    self.walk(shape.members[key], sub, p, shape.name, key)
-            return
+                    q = f"{query}.{key}" if query else key
+                    value[key] = self.walk(shape.members[key], sub, p, shape.name, key, q)
+            return value
         if type_name == "list":
             assert isinstance(shape, ListShape)
             if not isinstance(value, list):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a list")
-                return
+                return value
             if "min" in meta and len(value) < meta["min"]:
                 self.fail(value, path, f"Member must have length greater than or equal to {meta['min']}")
             if "max" in meta and len(value) > meta["max"]:
                 self.fail(value, path, f"Member must have length less than or equal to {meta['max']}")
             for i, item in enumerate(value, start=1):
-                self.walk(shape.member, item, f"{path}.{i}.member")
-            return
+                p = f"{path}.{i}.member"
+                if item is None:
+                    self.errors.append(f"Value null at '{p}' failed to satisfy constraint: Member must not be null")
+                else:
+                    value[i - 1] = self.walk(shape.member, item, p, query=f"{query}.member.{i}")
+            return value
         if type_name == "map":
             assert isinstance(shape, MapShape)
             if not isinstance(value, dict):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a map")
-                return
+                return value
             if "max" in meta and len(value) > meta["max"]:
                 self.fail(value, path, f"Member must have length less than or equal to {meta['max']}")
-            for k, v in value.items():
+            for i, (k, v) in enumerate(list(value.items()), start=1):
                 self.walk(shape.key, k, f"{path}.{k}.key")
-                self.walk(shape.value, v, f"{path}.{k}.value")
-            return
+                if v is None:
+                    self.errors.append(
+                        f"Value null at '{path}.{k}.value' failed to satisfy constraint: Member must not be null"
+                    )
+                else:
+                    value[k] = self.walk(shape.value, v, f"{path}.{k}.value", query=f"{query}.entry.{i}.value")
+            return value
         if type_name == "string":
             assert isinstance(shape, StringShape)
             if not isinstance(value, str):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
-                return
+                return value
+            if not value.isascii() and not _utf8(value):  # JSON's "\ud800": no store or log can write it
+                self.fail(value, path, "Member must be valid Unicode: it holds an unpaired surrogate")
+                return value
             if "min" in meta and len(value) < meta["min"]:
                 self.fail(value, path, f"Member must have length greater than or equal to {meta['min']}")
             if "max" in meta and len(value) > meta["max"]:
@@ -236,45 +321,64 @@ class _Walker:
                     self.fail(value, path, f"Member must satisfy regular expression pattern: {pattern}")
             if shape.enum and value not in shape.enum:
                 self.fail(value, path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
-            return
-        if type_name in ("integer", "long", "float", "double"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a number")
-                return
-            if type_name in ("integer", "long") and not float(value).is_integer():
-                self.errors.append(
-                    f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be an integer"
-                )
-                return
-            if "min" in meta and value < meta["min"]:
-                self.fail(value, path, f"Member must have value greater than or equal to {meta['min']}")
-            if "max" in meta and value > meta["max"]:
-                self.fail(value, path, f"Member must have value less than or equal to {meta['max']}")
-            return
+            return value
+        if type_name in _NUMBERS:
+            return self._number(type_name, meta, value, path, query)
         if type_name == "boolean":
             if not isinstance(value, bool):
-                self.errors.append(
-                    f"Value at '{path}' failed to satisfy constraint: Member must be a boolean"
-                )
-            return
+                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a boolean")
+            return value
         if type_name == "timestamp":
-            if not isinstance(value, int | float | str) or isinstance(value, bool):
-                self.errors.append(
-                    f"Value at '{path}' failed to satisfy constraint: Member must be a timestamp"
-                )
-            return
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a timestamp")
+            elif timestamp_seconds(value) is None:
+                self.fail(value, path, "Member must be a timestamp: epoch seconds or ISO 8601, years 1 to 9999")
+            return value
+        return value
+
+    def _number(self, type_name: str, meta: Mapping[str, Any], value: Any, path: str, query: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a number")
+            return value
+        if isinstance(value, float) and not math.isfinite(value):  # JSON's 1e400, CBOR's NaN, a form's "inf"
+            self.fail(value, path, "Member must be a finite number")
+            self.found.non_finite.append((query, value))
+            return value
+        bounds = _INTEGER_RANGE.get(type_name)
+        if bounds is not None:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    self.fail(value, path, "Member must be an integer")
+                    return value
+                value = int(value)
+            # Compared as ints, never through float(): an int of 400 digits overflows a float.
+            if value < bounds[0]:
+                self.fail(value, path, f"Member must have value greater than or equal to {bounds[0]}")
+                return value
+            if value > bounds[1]:
+                self.fail(value, path, f"Member must have value less than or equal to {bounds[1]}")
+                return value
+        if "min" in meta and value < meta["min"]:
+            self.fail(value, path, f"Member must have value greater than or equal to {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            self.fail(value, path, f"Member must have value less than or equal to {meta['max']}")
+        return value
+
+
+def check(op: OperationModel, params: Any, overrides: Mapping[tuple[str, str], str] | None = None) -> Findings:
+    """What ``params`` breaks; ``params`` (a dict) is normalized in place as :class:`_Walker` says."""
+    shape = op.input_shape
+    walker = _Walker(overrides or {})
+    if shape is not None:
+        walker.walk(shape, params, "")
+    return walker.found
 
 
 def validation_errors(
     op: OperationModel, params: Any, overrides: Mapping[tuple[str, str], str] | None = None
 ) -> list[str]:
     """Every constraint ``params`` breaks, in AWS's wording; empty when the input is valid."""
-    shape = op.input_shape
-    if shape is None:
-        return []
-    walker = _Walker(overrides or {})
-    walker.walk(shape, params, "")
-    return walker.errors
+    return check(op, params, overrides).errors
 
 
 def format_errors(errors: list[str]) -> str:

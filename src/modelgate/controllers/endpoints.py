@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from modelgate.artifacts.fetch import ArtifactCache, ModelDataError
 from modelgate.clock import Clock
@@ -72,15 +73,26 @@ class EndpointController:
         for rec in records:
             self.repo.remove_instance(rec.id)
         self.fm.clear_homes()
-        for ep in self.repo.all(Endpoint):
+        for ep in self.repo.all(Endpoint):  # a row that does not load is quarantined, the rest resume
             self.endpoints[ep.name] = ep
             if ep.status == EndpointStatus.CREATING:
                 self.submit(ep.name, self._create(ep.name))
             elif ep.status in ROUTABLE:
+                # Before the server listens: until its route is published, the runtime answers this endpoint
+                # with a retryable ServiceUnavailable, not "not found" (DescribeEndpoint already shows it).
+                self.table.expect(ep.name)
                 resume = self.repo.get_deployment(ep.name) is not None  # an UpdateEndpoint in progress
-                self.submit(ep.name, self.rollouts.resume(ep.name) if resume else self._restore(ep.name))
+                work = self.rollouts.resume(ep.name) if resume else self._restore(ep.name)
+                self.submit(ep.name, self._settled(ep.name, work))
             elif ep.status == EndpointStatus.DELETING:
                 self.submit(ep.name, self._delete(ep.name))
+
+    async def _settled(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run a restore; however it ends (published, failed, cancelled), the endpoint is no longer expected."""
+        try:
+            await work
+        finally:
+            self.table.settle(name)
 
     async def stop(self) -> None:
         """Server shutdown: stop every instance; the store keeps each endpoint for the next start."""

@@ -10,7 +10,8 @@ from modelgate.rollout.config import DeploymentConfig
 
 
 class _Domain(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity in any float: JSON has none, so a stored one would come back as null and fail to load.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ContainerDefinition(_Domain):

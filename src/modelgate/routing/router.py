@@ -150,13 +150,19 @@ class Router:
     def begin(self, inv: Invocation, started: float, done: Callable[[InvocationResult], None]) -> None:
         """Route and forward one request; ``done(result)`` is called once the instance answered or failed.
 
-        Raises for what is refused before a variant is chosen (unknown endpoint or variant, no healthy
-        instance); anything the instance did comes back in the result, answered or as ``error``, to be
-        sent and then passed to :meth:`record`, so that ``OverheadLatency`` covers writing the answer.
+        Raises for what is refused before a variant is chosen (unknown endpoint or variant, an endpoint
+        whose route a restart has not published yet, no healthy instance); anything the instance did comes
+        back in the result, answered or as ``error``, to be sent and then passed to :meth:`record`, so that
+        ``OverheadLatency`` covers writing the answer.
         No task and no future: the answer's parser callback calls ``done`` (api/front.py).
         """
         route = self.table.get(inv.endpoint)
         if route is None:
+            if self.table.expected(inv.endpoint):  # restarting: it exists, its instances are starting
+                raise ServiceUnavailable(
+                    f"Endpoint {inv.endpoint} of account {self.account_id} is starting after a server restart "
+                    "and cannot serve yet; retry shortly."
+                )
             raise ValidationError(f"Endpoint {inv.endpoint} of account {self.account_id} not found.")
         variant = self._pick_variant(inv, route.variants, route.cum_weights)
         instance = self._pick_instance(variant, inv.endpoint)

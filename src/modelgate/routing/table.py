@@ -65,16 +65,37 @@ class EndpointRoute:
 
 
 class RoutingTable:
-    """Endpoint name → route. Controllers ``publish``; the router only reads."""
+    """Endpoint name → route. Controllers ``publish``; the router only reads.
+
+    Beside the routes, the endpoints that are *expected*: the store holds them in a serving status, but
+    their route is not published yet (after a restart, while their instances start). The router answers
+    those with a retryable error, not "not found": they exist, and DescribeEndpoint says so. Publishing or
+    withdrawing a route, or :meth:`settle`, ends the expectation.
+    """
 
     def __init__(self) -> None:
         self._routes: dict[str, EndpointRoute] = {}
+        self._expected: set[str] = set()
 
     def get(self, endpoint: str) -> EndpointRoute | None:
         return self._routes.get(endpoint)
 
+    def expected(self, endpoint: str) -> bool:
+        """Whether the endpoint exists but has no route yet (asked on the router's miss path only)."""
+        return endpoint in self._expected
+
+    def expect(self, endpoint: str) -> None:
+        if endpoint not in self._routes:
+            self._expected.add(endpoint)
+
+    def settle(self, endpoint: str) -> None:
+        """Its restore is over: from now on, no route means not found."""
+        self._expected.discard(endpoint)
+
     def publish(self, route: EndpointRoute) -> None:
         self._routes[route.name] = route
+        self._expected.discard(route.name)
 
     def withdraw(self, endpoint: str) -> None:
         self._routes.pop(endpoint, None)
+        self._expected.discard(endpoint)

@@ -50,7 +50,7 @@ _NOT_WITH_METRICS = ("MetricName", "Namespace", "Statistic", "ExtendedStatistic"
 def _token(token: str | None) -> int:
     if token is None:
         return 0
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()) or len(token) > 18:
         raise InvalidNextToken("The value of NextToken is invalid.")
     return int(token)
 

@@ -3,6 +3,11 @@
 Every method validates first and writes second, so a refused request changes nothing. Endpoint
 operations write the intent (status and desired state) to the store, then hand the endpoint to the
 controller, which acts and records the outcome.
+
+Names are SageMaker's: unique per kind case-insensitively, kept as given, and found in any case (and by
+their lower-cased ARN). Each method resolves the name it is given to the stored one first, and works with
+that from then on: the controller, the routes, the tags and the references between resources all use the
+stored name (the runtime matches it exactly, as SageMaker's does).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from modelgate.rollout.config import DeploymentConfig
 from modelgate.runtime.environment import first_refusal
 from modelgate.services.listing import ListQuery, page
 from modelgate.services.updates import UpdateRequest, check_deployable, check_updatable, prepare_update
-from modelgate.store.repo import Repository
+from modelgate.store.repo import DuplicateName, Repository
 
 MAX_TAGS = 50
 _DATA_URL = re.compile(r"^(s3://|https://|http://|file://|/)")
@@ -115,7 +120,7 @@ class ControlPlane:
 
     def delete_model(self, name: str) -> None:
         model = self.describe_model(name)
-        self.repo.delete(Model, name, model.arn)
+        self.repo.delete(Model, model.name, model.arn)
 
     # --- endpoint configs ----------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class ControlPlane:
         self, name: str, variants: Sequence[ProductionVariant], kms_key_id: str | None, tags: Sequence[Tag]
     ) -> EndpointConfig:
         seen: set[str] = set()
+        resolved = []
         for v in variants:
             if v.variant_name in seen:
                 raise ValidationException(
@@ -130,8 +136,12 @@ class ControlPlane:
                     f"configuration {name}; variant names must be unique."
                 )
             seen.add(v.variant_name)
-            if not self.repo.exists(Model, v.model_name):
+            model = self.repo.get(Model, v.model_name)
+            if model is None:
                 raise ValidationException(f'Could not find model "{self.arns.model(v.model_name)}".')
+            # The reference names the model as it is stored, whatever case it was given in.
+            resolved.append(v if model.name == v.model_name else v.model_copy(update={"model_name": model.name}))
+        variants = resolved
         _check_tags(tags)
         arn = self.arns.endpoint_config(name)
         if self.repo.exists(EndpointConfig, name):
@@ -159,7 +169,7 @@ class ControlPlane:
 
     def delete_endpoint_config(self, name: str) -> None:
         config = self.describe_endpoint_config(name)
-        self.repo.delete(EndpointConfig, name, config.arn)
+        self.repo.delete(EndpointConfig, config.name, config.arn)
 
     # --- endpoints -----------------------------------------------------------------------------
 
@@ -187,7 +197,7 @@ class ControlPlane:
         ep = Endpoint(
             name=name,
             arn=arn,
-            config_name=config_name,
+            config_name=config.name,
             status=EndpointStatus.CREATING,
             creation_time=now,
             last_modified_time=now,
@@ -209,10 +219,13 @@ class ControlPlane:
         return ep
 
     def describe_endpoint(self, name: str) -> Endpoint:
-        ep = self.controller.endpoints.get(name) or self.repo.get(Endpoint, name)
-        if ep is None:
+        ep = self.controller.endpoints.get(name)
+        if ep is not None:
+            return ep
+        stored = self.repo.get(Endpoint, name)  # the name in another case finds it too
+        if stored is None:
             raise ValidationException(f'Could not find endpoint "{self.arns.endpoint(name)}".')
-        return ep
+        return self.controller.endpoints.get(stored.name, stored)
 
     def describe_deployment(self, name: str) -> DeploymentView | None:
         """The UpdateEndpoint in progress on the endpoint, as DescribeEndpoint shows it."""
@@ -221,6 +234,7 @@ class ControlPlane:
     def update_endpoint(self, name: str, request: UpdateRequest) -> Endpoint:
         """Deploy another endpoint config (blue/green or rolling, guarded by alarms; controllers/rollouts.py)."""
         ep = self.describe_endpoint(name)
+        name = ep.name
         check_deployable(ep)
         config = self.describe_endpoint_config(request.config_name)
         models = []
@@ -259,6 +273,7 @@ class ControlPlane:
 
     def delete_endpoint(self, name: str) -> None:
         ep = self.describe_endpoint(name)
+        name = ep.name
         if ep.status == EndpointStatus.DELETING:
             return
         ep = ep.model_copy(update={"status": EndpointStatus.DELETING, "last_modified_time": self.clock.now()})
@@ -268,6 +283,7 @@ class ControlPlane:
 
     def update_weights_and_capacities(self, name: str, updates: Sequence[VariantUpdate]) -> Endpoint:
         ep = self.describe_endpoint(name)
+        name = ep.name
         check_updatable(ep)
         names = [u.variant_name for u in updates]
         if len(set(names)) != len(names):
@@ -324,26 +340,27 @@ class ControlPlane:
 
     # --- tags ----------------------------------------------------------------------------------
 
-    def _resource_for_arn(self, arn: str) -> None:
+    def _resource_for_arn(self, arn: str) -> str:
+        """The stored ARN of the resource ``arn`` names (its name part in any case); tags are kept under it."""
         m = re.match(r"^arn:aws[a-z\-]*:sagemaker:[^:]*:[^:]*:(model|endpoint-config|endpoint)/(.+)$", arn)
         if m is None:
             raise ValidationException(
                 f"The resource ARN {arn} is not a modelgate model, endpoint config or endpoint."
             )
-        kind, lname = m.group(1), m.group(2)
-        names: list[str]
+        kind, name = m.group(1), m.group(2)
+        found: Model | EndpointConfig | Endpoint | None
         if kind == "model":
-            names = [m.name for m in self.repo.all(Model)]
+            found = self.repo.get(Model, name)
         elif kind == "endpoint-config":
-            names = [c.name for c in self.repo.all(EndpointConfig)]
+            found = self.repo.get(EndpointConfig, name)
         else:
-            names = [e.name for e in self.repo.all(Endpoint)]
-        if lname in (n.lower() for n in names):
-            return
-        raise ValidationException(f"Resource {arn} was not found.")
+            found = self.repo.get(Endpoint, name)
+        if found is None:
+            raise ValidationException(f"Resource {arn} was not found.")
+        return found.arn
 
     def add_tags(self, arn: str, tags: Sequence[Tag]) -> list[Tag]:
-        self._resource_for_arn(arn)
+        arn = self._resource_for_arn(arn)
         existing = {t.key for t in self.repo.tags(arn)}
         if len(existing | {t.key for t in tags}) > MAX_TAGS:
             raise ResourceLimitExceeded(f"A resource can have at most {MAX_TAGS} tags.")
@@ -351,12 +368,10 @@ class ControlPlane:
         return list(tags)
 
     def list_tags(self, arn: str) -> list[Tag]:
-        self._resource_for_arn(arn)
-        return self.repo.tags(arn)
+        return self.repo.tags(self._resource_for_arn(arn))
 
     def delete_tags(self, arn: str, keys: Sequence[str]) -> None:
-        self._resource_for_arn(arn)
-        self.repo.delete_tags(arn, keys)
+        self.repo.delete_tags(self._resource_for_arn(arn), keys)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -379,7 +394,7 @@ class ControlPlane:
     def _insert(self, obj: Model | EndpointConfig | Endpoint, tags: Sequence[Tag], duplicate: str) -> None:
         try:
             self.repo.insert(obj, tags)
-        except IntegrityError as exc:
+        except (DuplicateName, IntegrityError) as exc:
             raise ValidationException(duplicate) from exc
 
 

@@ -219,7 +219,7 @@ class MetricsService:
     ) -> tuple[list[MetricId], str | None]:
         offset = 0
         if next_token is not None:
-            if not next_token.isdigit():
+            if not (next_token.isascii() and next_token.isdigit()) or len(next_token) > 18:
                 raise InvalidParameterValue("Request parameter NextToken is invalid")
             offset = int(next_token)
         self.before_read()

@@ -64,6 +64,21 @@ deployments = Table(
 )
 
 
+# Stored documents that no longer load (a NaN weight stored as null by an older version, a hand edit):
+# moved here, raw text kept for the operator, so that one bad row never stops start-up or a List*.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("tags", Text, nullable=True),  # the resource's tags as JSON [[key, value], ...], moved with it
+    Column("reason", Text, nullable=False),
+    Column("quarantined_at", Float, nullable=False),
+)
+
+
 def make_engine(data_dir: Path) -> Engine:
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{data_dir / 'modelgate.db'}", future=True)

@@ -13,7 +13,7 @@ $ECHO_GRANDCHILD=1 starts a long-sleeping child process of its own (in its own s
 $ECHO_STARTUP=fail makes it exit at start with a MODELGATE-FAILURE line ($ECHO_FAILURE_TEXT, if set, is
 its reason); =crash exits with code 7 without one; =hang never answers /ping.
 $ECHO_STDERR=<text> writes that text to stderr (its log) at start.
-$ECHO_LISTEN_DELAY=<seconds> waits that long before it listens (a slow start).
+$ECHO_LISTEN_DELAY=<seconds> waits that long before it listens (a slow start, a model slow to load).
 $ECHO_ALWAYS_STATUS=<code> answers every invocation with that status (a model that is broken at runtime).
 $ECHO_ERROR_RATE=<p> answers an invocation with status 500 with probability p (a flaky model).
 $ECHO_REQUEST_LOG=<path> appends one line per invocation answered to that file (shared by instances).
