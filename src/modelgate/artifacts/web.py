@@ -117,6 +117,7 @@ def download(
             _copy(resp, conn.socket, out, budget, max_bytes)
             return
         except (OSError, http.client.HTTPException) as exc:
+            budget.check()  # a read that timed out at the deadline: WorkStopped, as any other check would say
             raise FetchFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
             conn.close()

@@ -130,8 +130,8 @@ def _checked_resolver(policy: EgressPolicy) -> aiohttp.abc.AbstractResolver:
         ) -> list[ResolveResult]:
             found = await self._inner.resolve(host, port, family)
             refused = [r["host"] for r in found if not policy.allows(host, port, ipaddress.ip_address(r["host"]))]
-            if refused or not found:
-                raise OSError(f"{host}:{port} resolves to {', '.join(refused) or 'nothing'}: not allowed")
+            if refused or not found:  # not an OSError: aiohttp lets it through as it is, so it is not retried
+                raise DestinationRefused(f"{host}:{port} resolves to {', '.join(refused) or 'nothing'}: not allowed")
             return found
 
         async def close(self) -> None:
