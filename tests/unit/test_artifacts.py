@@ -314,3 +314,42 @@ def test_d8_a_gzip_bomb_in_memory_is_small(tmp_path: Path) -> None:
     assert path.stat().st_size < 1_200_000
     with gzip.open(path) as g:
         assert g.read(512)[:5] == b"zeros"
+
+
+def test_d4_a_download_that_trickles_for_ever_stops_at_its_deadline() -> None:
+    """An allowed server that sends its body a byte at a time, without end: the download stops by itself."""
+    import socket
+
+    from modelgate.artifacts import web
+    from modelgate.egress import EgressPolicy
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\n\r\n")
+        try:
+            while not done.is_set():
+                conn.sendall(b"x")
+                time.sleep(0.05)
+        except OSError:
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(WorkStopped) as err, io.BytesIO() as out:
+            web.download(f"http://127.0.0.1:{port}/m.tar.gz", out, Budget.lasting(0.5),
+                         EgressPolicy.from_entries(["127.0.0.1"]), 1 << 30)  # fmt: skip
+        assert err.value.expired and time.monotonic() - started < 2
+    finally:
+        done.set()
+        thread.join(5)
+        server.close()
