@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -131,6 +132,7 @@ class Modelgate:
             "MODELGATE_DATA_DIR": str(data),
             "MODELGATE_PORT": str(self.port),
             "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
+            "MODELGATE_MODEL_DATA_ROOTS": json.dumps([str(work)]),  # the churn tarballs are made under work/
         }
         self.proc = spawn([PYTHON, "-m", "modelgate", "serve"], self.log, env)
         wait_until(

@@ -19,7 +19,7 @@ from modelgate.api.http import Request, Send, send_response
 from modelgate.api.runtime import RuntimeApi
 from modelgate.api.sagemaker import build as build_sagemaker
 from modelgate.api.serve_http import HttpServer
-from modelgate.artifacts.fetch import ArtifactCache
+from modelgate.artifacts.fetch import ArtifactCache, CacheLimits
 from modelgate.clock import SystemClock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.controllers.fleets import FleetManager
@@ -84,12 +84,14 @@ def build(settings: Settings) -> Server:
     table = RoutingTable()
     client = InstanceClient(settings.invocation_timeout_seconds)
     controller_ref: list[EndpointController] = []
+    egress = settings.egress_policy()
     metrics = MetricsSystem(
         engine,
         clock,
         lambda: controller_ref[0].instances() if controller_ref else [],
         settings.account_id,
         settings.region,
+        egress=egress,
     )
     router = Router(table, client, metrics.recorder, settings.account_id, arns.log_stream(""))
     fleets = FleetManager(
@@ -110,7 +112,15 @@ def build(settings: Settings) -> Server:
     controller = EndpointController(
         repo,
         fleets,
-        ArtifactCache(data / "artifacts", settings.max_artifact_bytes),
+        ArtifactCache(
+            data / "artifacts",
+            CacheLimits(
+                settings.max_artifact_bytes, settings.max_artifact_cache_bytes, settings.max_artifact_expansion_ratio
+            ),
+            settings.model_data_directories(),
+            egress,
+            settings.artifact_workers,
+        ),
         table,
         clock,
         settings.default_startup_health_timeout_seconds,

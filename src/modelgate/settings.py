@@ -24,6 +24,8 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelgate.egress import EgressPolicy, parse_rule
+
 ENV_PREFIX = "MODELGATE_"
 
 
@@ -68,7 +70,17 @@ class Settings(BaseModel):
     invocation_timeout_seconds: float = Field(default=60.0, gt=0)
     max_payload_bytes: int = 6 * 1024 * 1024
     max_control_body_bytes: int = 8 * 1024 * 1024
-    max_artifact_bytes: int = 10 * 1024 * 1024 * 1024
+    # Model data (artifacts/): one archive and its unpacked files; everything unpacked in the cache; how many
+    # times its size an archive may expand (decompression bombs); the threads that fetch and unpack.
+    max_artifact_bytes: int = Field(default=10 * 1024 * 1024 * 1024, gt=0)
+    max_artifact_cache_bytes: int = Field(default=20 * 1024 * 1024 * 1024, gt=0)
+    max_artifact_expansion_ratio: float = Field(default=100.0, ge=1)
+    artifact_workers: int = Field(default=4, ge=1, le=64)
+    # Directories local model data (file:// URLs, paths) may be read from, besides the data directory.
+    model_data_roots: list[Path] = Field(default_factory=list)
+    # Destinations beyond public addresses that http(s) model data and alarm actions may reach (egress.py):
+    # CIDRs or addresses (any port), address:port, [v6-address]:port, host:port.
+    egress_allowlist: list[str] = Field(default_factory=list)
     ping_interval_seconds: float = Field(default=1.0, gt=0)
     default_startup_health_timeout_seconds: float = Field(default=600.0, gt=0)
     # Caps ContainerStartupHealthCheckTimeoutInSeconds (whose API minimum is 60 s): for tests and impatient operators.
@@ -118,6 +130,29 @@ class Settings(BaseModel):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("model_data_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[Path]) -> list[Path]:
+        roots = [p.expanduser() for p in v]
+        relative = [str(p) for p in roots if not p.is_absolute()]
+        if relative:
+            raise ValueError(f"model data roots must be absolute paths, not {', '.join(relative)}")
+        return roots
+
+    @field_validator("egress_allowlist")
+    @classmethod
+    def _parse_allowlist(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            parse_rule(entry)  # a ValueError names the entry
+        return v
+
+    def model_data_directories(self) -> list[Path]:
+        """Where local model data may be read from: the data directory and the operator's roots."""
+        return [self.data_dir, *self.model_data_roots]
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.from_entries(self.egress_allowlist)
 
     def check_bind(self) -> None:
         """Refuse a non-loopback address unless the user said so explicitly."""

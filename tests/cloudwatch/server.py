@@ -19,6 +19,7 @@ from sqlalchemy import create_engine
 
 from modelgate.api.http import Receive, Request, Scope, Send, read_body, send_response
 from modelgate.clock import SystemClock
+from modelgate.egress import EgressPolicy
 from modelgate.telemetry.instances import InstanceInfo
 from modelgate.telemetry.system import PROMETHEUS_CONTENT_TYPE, MetricsOptions, MetricsSystem
 
@@ -77,6 +78,7 @@ def start_server(data_dir: Path, instances: list[InstanceInfo] | None = None) ->
     system = MetricsSystem(
         engine, SystemClock(), lambda: list(instances or []), "123456789012", "us-east-1",
         options=MetricsOptions(action_base_delay=0.2, sample_interval=1.0),
+        egress=EgressPolicy.from_entries(["127.0.0.1"]),  # the tests' webhooks listen on loopback
     )
     port = free_port()
     config = uvicorn.Config(CloudWatchApp(system), host="127.0.0.1", port=port, lifespan="on", log_level="warning")

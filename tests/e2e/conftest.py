@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -106,6 +107,8 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
             "MODELGATE_DRAIN_TIMEOUT_SECONDS": "5",
             # The echo container is a command: image, which a server runs only when its operator allows it.
             "MODELGATE_ALLOW_COMMAND_IMAGES": "true",
+            # the tests' model data lives in tmp_path, beside the data directory (tmp_path / "data")
+            "MODELGATE_MODEL_DATA_ROOTS": json.dumps([str(tmp_path)]),
         }
         s = ServerProcess(tmp_path / "data", free_port(), {**defaults, **env})
         s.start()
@@ -148,6 +151,22 @@ def model_tar(path: Path, files: dict[str, str]) -> Path:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def gzip_bomb(path: Path, size: int) -> Path:
+    """A tar.gz whose one member, ``zeros``, declares ``size`` bytes of zeros, in about size/1000 bytes: gzip
+    members of 1 MiB of zeros each (a gzip file may have many), so that making it takes milliseconds."""
+    import gzip
+
+    header = tarfile.TarInfo("zeros")
+    header.size = size
+    mib = gzip.compress(bytes(1 << 20), compresslevel=9, mtime=0)
+    with open(path, "wb") as f:
+        f.write(gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT), mtime=0))
+        for _ in range(size >> 20):
+            f.write(mib)
+        f.write(gzip.compress(bytes(size & ((1 << 20) - 1)) + bytes(-size % 512) + bytes(1024), mtime=0))
     return path
 
 

@@ -70,7 +70,8 @@ def _state(cw: Any, name: str) -> str:
 
 
 @pytest.mark.slow
-def test_alarm_on_5xx_goes_alarm_then_ok_with_history_and_webhook(server: ServerProcess, echo_image: str) -> None:
+def test_alarm_on_5xx_goes_alarm_then_ok_with_history_and_webhook(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_EGRESS_ALLOWLIST='["127.0.0.1"]')  # the webhook listens on loopback
     sm, rt, cw = server.client("sagemaker"), server.client("sagemaker-runtime"), server.client("cloudwatch")
     hook = ThreadingHTTPServer(("127.0.0.1", free_port()), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()

@@ -26,6 +26,10 @@ from modelgate.settings import Settings
         ({"MODELGATE_AB_FILTER_SOURCE_IPS": '["10.0.0.1", "::1"]'}, "ab_filter_source_ips", ["10.0.0.1", "::1"]),
         ({"MODELGATE_AB_EVENTS_URL": "s3://b/p"}, "ab_events_url", "s3://b/p"),
         ({"MODELGATE_DATA_DIR": "/tmp/x/../y"}, "data_dir", Path("/tmp/y")),
+        ({"MODELGATE_MODEL_DATA_ROOTS": '["/srv/models"]'}, "model_data_roots", [Path("/srv/models")]),
+        ({"MODELGATE_EGRESS_ALLOWLIST": '["127.0.0.1:9000"]'}, "egress_allowlist", ["127.0.0.1:9000"]),
+        ({"MODELGATE_MAX_ARTIFACT_CACHE_BYTES": "1000"}, "max_artifact_cache_bytes", 1000),
+        ({"MODELGATE_MAX_ARTIFACT_EXPANSION_RATIO": "20"}, "max_artifact_expansion_ratio", 20.0),
         ({"MODELGATE_CONTAINER_HTTP": "uvicorn", "OTHER": "1"}, "port", 8080),  # not ours: ignored
         ({}, "allow_command_images", False),
         ({"MODELGATE_ALLOW_COMMAND_IMAGES": "true"}, "allow_command_images", True),
@@ -56,6 +60,10 @@ def test_arguments_win_over_the_environment() -> None:
         ({"MODELGATE_INSTANCE_ENV_PASSTHROUGH": '["HTTPS_PROXY", "A=B"]'}, "not environment variable names: 'A=B'"),
         ({"MODELGATE_MAX_INSTANCES": "0"}, "Input should be greater than or equal to 1"),
         ({"MODELGATE_MAX_CONCURRENT_INSTANCE_STARTS": "0"}, "Input should be greater than or equal to 1"),
+        ({"MODELGATE_MODEL_DATA_ROOTS": '["models"]'}, "model data roots must be absolute paths, not models"),
+        ({"MODELGATE_EGRESS_ALLOWLIST": '["intranet"]'}, "'intranet' is not a CIDR, an IP address"),
+        ({"MODELGATE_MAX_ARTIFACT_EXPANSION_RATIO": "0.5"}, "Input should be greater than or equal to 1"),
+        ({"MODELGATE_ARTIFACT_WORKERS": "0"}, "Input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_values_are_named(environ: dict[str, str], message: str) -> None:

@@ -9,12 +9,18 @@ stderr (a JSON string) and exits with status 1; :func:`fetch` raises :class:`S3E
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+from modelgate.artifacts.workers import Budget
+
 GRACE_SECONDS = 5.0  # the caller's own timeout answers first; the child is killed this much later
+POLL_SECONDS = 0.2  # how often the wait for the child checks the budget (deadline, caller gone, server stopping)
 
 
 class S3Error(Exception):
@@ -31,15 +37,34 @@ def download(bucket: str, key: str, dest: Path, timeout: float) -> None:
         s3.download_fileobj(bucket, key, out)
 
 
-def fetch(bucket: str, key: str, dest: Path, timeout: float) -> None:
-    """Run :func:`download` in a child process; raise S3Error with the child's error."""
+def fetch(
+    bucket: str, key: str, dest: Path, timeout: float, budget: Budget | None = None, max_bytes: int | None = None
+) -> None:
+    """Run :func:`download` in a child process; raise S3Error with the child's error. The wait is a loop that
+    checks the ``budget`` and the size written so far: the child is killed as soon as the budget says stop
+    (WorkStopped) or the object turns out larger than ``max_bytes`` (S3Error)."""
+    budget = budget or Budget.lasting(timeout + GRACE_SECONDS)
     cmd = [sys.executable, "-m", __name__, bucket, key, str(dest), repr(timeout)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + GRACE_SECONDS, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise S3Error(f"TimeoutError: the download did not finish within {timeout:.0f} s") from exc
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        limit = time.monotonic() + timeout + GRACE_SECONDS
+        try:
+            while proc.poll() is None:
+                budget.check()
+                if time.monotonic() > limit:
+                    raise S3Error(f"TimeoutError: the download did not finish within {timeout:.0f} s")
+                if max_bytes is not None and dest.exists() and dest.stat().st_size > max_bytes:
+                    raise S3Error(f"the object is larger than {max_bytes} bytes (MODELGATE_MAX_ARTIFACT_BYTES)")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(POLL_SECONDS)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(max(0, err.seek(0, 2) - (1 << 16)))  # the last line is the answer
+        stderr = err.read().decode(errors="replace")
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
+        lines = stderr.strip().splitlines()
         if not lines:
             raise S3Error(f"the download exited with status {proc.returncode}")
         try:

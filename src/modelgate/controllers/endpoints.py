@@ -60,6 +60,7 @@ class EndpointController:
         self.endpoints: dict[str, Endpoint] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.rollouts = RolloutController(self, alarm_state, max_rollout_seconds)
+        self._cleanup: set[asyncio.Task[None]] = set()
         fleets.on_change = self.publish
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -73,6 +74,7 @@ class EndpointController:
         for rec in records:
             self.repo.remove_instance(rec.id)
         self.fm.clear_homes()
+        self.collect_artifacts(always=True)  # before anything is materialized: what no stored resource names
         for ep in self.repo.all(Endpoint):  # a row that does not load is quarantined, the rest resume
             self.endpoints[ep.name] = ep
             if ep.status == EndpointStatus.CREATING:
@@ -105,6 +107,39 @@ class EndpointController:
             *(self.fm.stop_all(f, drain=False) for fleets in self.fleets.values() for f in fleets.values()),
             *(self.fm.stop_all(f, drain=False) for _, _, f in self.rollouts.green_fleets()),
         )
+        for task in list(self._cleanup):
+            task.cancel()
+        self.artifacts.close()  # model data work in its threads stops at its next check
+
+    def collect_artifacts(self, always: bool = False) -> None:
+        """Remove cached model data that no stored model, endpoint or deployment names and no instance uses
+        (after DeleteModel, after an endpoint is deleted, and at start). The decision is made here, on the event
+        loop, where the fleets cannot change meanwhile; the files are deleted in the cache's worker threads."""
+        try:
+            keep = self.repo.model_data_urls()
+        except Exception:
+            log.exception("artifact collection skipped: the stored resources could not be read")
+            return
+        in_use = self.fm.model_dirs_in_use() | {
+            fleet.spec.model_dir
+            for fleet in [*(f for fleets in self.fleets.values() for f in fleets.values()),
+                          *(f for _, _, f in self.rollouts.green_fleets())]
+        }  # fmt: skip
+        try:
+            moved = self.artifacts.collect(keep, in_use)
+        except OSError:
+            log.exception("artifact collection failed")
+            return
+        if moved or always:
+            task = asyncio.create_task(self._empty_trash())
+            self._cleanup.add(task)
+            task.add_done_callback(self._cleanup.discard)
+
+    async def _empty_trash(self) -> None:
+        try:
+            await self.artifacts.empty_trash()
+        except Exception:
+            log.exception("removing collected artifacts failed")
 
     def submit(self, name: str, work: asyncio.Future[None] | object) -> None:
         """Run one operation on an endpoint; a newer operation (delete) cancels the one in progress."""
@@ -376,6 +411,7 @@ class EndpointController:
         ep = self.endpoints.pop(name, None)
         if ep is not None:
             self.repo.delete(Endpoint, name, ep.arn)
+        self.collect_artifacts()
 
     def delete(self, name: str) -> None:
         self.submit(name, self._delete(name))

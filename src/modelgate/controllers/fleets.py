@@ -23,6 +23,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,22 @@ class FleetManager:
         self._starts = asyncio.Semaphore(max_concurrent_starts)
         self._live: dict[str, tuple[Fleet, RunningInstance]] = {}
         self._trees = ProcessTrees(time.monotonic)
+        self._dirs: Counter[Path] = Counter()  # model directory -> instance processes not yet exited
+
+    def model_dirs_in_use(self) -> set[Path]:
+        """The model directory of every instance process spawned and not yet exited (starting, serving,
+        draining): the artifact cache must not remove these."""
+        return set(self._dirs)
+
+    def _track_dir(self, model_dir: Path, exited: asyncio.Future[int]) -> None:
+        self._dirs[model_dir] += 1
+
+        def done(_f: asyncio.Future[int]) -> None:
+            self._dirs[model_dir] -= 1
+            if self._dirs[model_dir] <= 0:
+                del self._dirs[model_dir]
+
+        exited.add_done_callback(done)
 
     def memory_limit(self, spec: FleetSpec) -> int:
         """The resident-memory limit of an instance: its type's memory (times the configured scale)."""
@@ -248,6 +265,7 @@ class FleetManager:
             raise InstanceFailure(f"the instance process could not be started: {why}") from exc
         self.repo.set_instance_pid(instance_id, handle.pid)
         exited: asyncio.Future[int] = asyncio.ensure_future(handle.wait())
+        self._track_dir(spec.model_dir, exited)
         route = Instance(instance_id, spec.endpoint, spec.variant.variant_name, fleet.id, port, handle.pid)
         inst = RunningInstance(route, handle, log_path, exited)
         try:

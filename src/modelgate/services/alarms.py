@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from modelgate.clock import Clock
+from modelgate.egress import SETTING as EGRESS_SETTING
+from modelgate.egress import EgressPolicy
 from modelgate.errors import ModelgateError
 from modelgate.policies.alarms import (
     OPERATORS,
@@ -64,8 +67,10 @@ class AlarmService:
         account_id: str,
         region: str,
         notify: Callable[[Alarm, str], None] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.metrics = metrics
+        self.egress = egress or EgressPolicy()
         self.repo = repo
         self.clock = clock
         self.account_id = account_id
@@ -166,6 +171,9 @@ class AlarmService:
         for action in (*c.ok_actions, *c.alarm_actions, *c.insufficient_data_actions):
             if not (is_url(action) or action.startswith("arn:")):
                 raise CloudWatchValidation(f"Invalid arn syntax: {action}")
+            reason = _action_refusal(self.egress, action) if is_url(action) else None
+            if reason is not None:
+                raise CloudWatchValidation(reason)
 
     def delete_alarms(self, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.alarms]
@@ -361,6 +369,24 @@ def _state_doc(value: str, reason: str, data: str | None) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             out["stateReasonData"] = json.loads(data)
     return out
+
+
+def _action_refusal(egress: EgressPolicy, url: str) -> str | None:
+    """Why a URL action is refused, as far as the URL alone tells (a literal address or localhost that is not
+    allowed, no host, a bad port); host names are checked on delivery."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"The action {url} has an invalid port."
+    if not parts.hostname:
+        return f"The action {url} has no host."
+    if egress.refused_literally(parts.hostname, port):
+        return (
+            f"The action {url} names a loopback, link-local, private or reserved address; modelgate posts alarm "
+            f"notifications to such addresses only when {EGRESS_SETTING} allows them."
+        )
+    return None
 
 
 def _with_actions(c: AlarmConfig, enabled: bool) -> AlarmConfig:

@@ -95,6 +95,9 @@ class ControlPlane:
                     f"ModelDataUrl {c.model_data_url!r} is not supported: use s3://, https://, file:// or an "
                     "absolute path."
                 )
+            refused = self.controller.artifacts.refusal(c.model_data_url) if c.model_data_url else None
+            if refused is not None:
+                raise ValidationException(refused)
         _check_tags(tags)
         if self.repo.exists(Model, name):
             raise ValidationException(f'Cannot create already existing model "{self.arns.model(name)}".')
@@ -121,6 +124,7 @@ class ControlPlane:
     def delete_model(self, name: str) -> None:
         model = self.describe_model(name)
         self.repo.delete(Model, model.name, model.arn)
+        self.controller.collect_artifacts()  # its model data, unless something else still needs it
 
     # --- endpoint configs ----------------------------------------------------------------------
 

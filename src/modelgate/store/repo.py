@@ -126,6 +126,18 @@ class Repository:
             if kind == ENDPOINT:
                 conn.execute(delete(deployments).where(deployments.c.endpoint == name))
 
+    def model_data_urls(self) -> set[str]:
+        """Every ModelDataUrl a stored model, endpoint snapshot or deployment in progress names (what the artifact
+        cache must keep)."""
+        models = [*self.all(Model)]
+        for ep in self.all(Endpoint):
+            models.extend(ep.models)
+        with self.engine.connect() as conn:
+            bodies = conn.execute(select(deployments.c.body)).scalars().all()
+        for body in bodies:
+            models.extend(Deployment.model_validate_json(body).models)
+        return {c.model_data_url for m in models for c in m.containers if c.model_data_url}
+
     # --- deployments (UpdateEndpoint in progress) ------------------------------------------------
 
     def get_deployment(self, endpoint: str) -> Deployment | None:

@@ -6,6 +6,12 @@ per-account pseudo-topic and ``Signature`` is empty. Delivery is retried with ex
 action's outcome becomes an ``Action`` history item. Any other action ARN (SNS, Auto Scaling, EC2, ...) is
 accepted and recorded as not delivered.
 
+Like model data (``egress.py``), an action URL reaches public addresses only, or those the operator opens
+with ``MODELGATE_EGRESS_ALLOWLIST``: the host is resolved once by a checking resolver and aiohttp connects to
+the addresses it returned; a literal address is checked before the request; redirects are not followed. A
+failed delivery is recorded with one text whatever the cause (the cause goes to the server's log), so that
+DescribeAlarmHistory cannot be used to scan ports.
+
 All network I/O goes through :class:`Poster`, so tests replace it with a fake.
 """
 
@@ -13,19 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import logging
+import socket
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelgate.clock import Clock
+from modelgate.egress import EgressPolicy, literal_address
 from modelgate.policies.alarms import iso_time
 from modelgate.telemetry.alarm_records import Alarm, HistoryItem
 from modelgate.telemetry.documents import dimensions_doc, metric_doc
 
 if TYPE_CHECKING:
     import aiohttp
+    import aiohttp.abc
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +60,15 @@ REGION_NAMES = {
 }
 
 
+UNDELIVERED = "The notification could not be delivered (the server's log has the cause)."
+
+
 class DeliveryFailed(Exception):
     """A poster's own client error, mapped at the boundary; the message names the original's type."""
+
+
+class DestinationRefused(DeliveryFailed):
+    """The URL's destination is not allowed (egress.py); not retried."""
 
 
 class Poster(Protocol):
@@ -62,8 +80,9 @@ class Poster(Protocol):
 
 
 class AiohttpPoster:
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float = 5.0, egress: EgressPolicy | None = None) -> None:
         self._timeout = timeout
+        self._egress = egress or EgressPolicy()
         self._session: aiohttp.ClientSession | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
@@ -71,10 +90,21 @@ class AiohttpPoster:
         # (bench/memory.py --imports), for alarms with http(s) actions only.
         import aiohttp
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        parts = urllib.parse.urlsplit(url)
         try:
-            async with self._session.post(url, data=body, headers=dict(headers)) as resp:
+            host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise DestinationRefused(f"bad URL: {exc}") from exc
+        literal = literal_address(host)  # aiohttp connects to a literal address without asking the resolver
+        if literal is not None and not self._egress.allows(host, port, literal):
+            raise DestinationRefused(f"{host}:{port} is not a public address and not allowed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(resolver=_checked_resolver(self._egress), use_dns_cache=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+        try:
+            async with self._session.post(url, data=body, headers=dict(headers), allow_redirects=False) as resp:
                 await resp.read()
                 return resp.status
         except aiohttp.ClientError as exc:
@@ -84,6 +114,30 @@ class AiohttpPoster:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _checked_resolver(policy: EgressPolicy) -> aiohttp.abc.AbstractResolver:
+    """aiohttp's threaded resolver, refusing a name any of whose addresses the policy does not allow."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
+    from aiohttp.resolver import ThreadedResolver
+
+    class CheckedResolver(AbstractResolver):
+        def __init__(self) -> None:
+            self._inner = ThreadedResolver()
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            found = await self._inner.resolve(host, port, family)
+            refused = [r["host"] for r in found if not policy.allows(host, port, ipaddress.ip_address(r["host"]))]
+            if refused or not found:  # not an OSError: aiohttp lets it through as it is, so it is not retried
+                raise DestinationRefused(f"{host}:{port} resolves to {', '.join(refused) or 'nothing'}: not allowed")
+            return found
+
+        async def close(self) -> None:
+            await self._inner.close()
+
+    return CheckedResolver()
 
 
 def is_url(action: str) -> bool:
@@ -222,16 +276,20 @@ class Notifier:
                 await self.sleep(self.base_delay * 2 ** (attempt - 1))
             try:
                 status = await self.poster.post(url, body, headers)
-            except DeliveryFailed as exc:
-                error = str(exc)
-            except (OSError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except DestinationRefused as exc:
+                log.warning("alarm %s: action %s refused: %s", name, url, exc)
+                self._history(name, changed, url, message, attempt + 1, UNDELIVERED)
+                return
+            except (DeliveryFailed, OSError, TimeoutError) as exc:
+                error = UNDELIVERED  # the same text for every failure: the history is no port scanner
+                log.warning("alarm %s: action %s attempt %d failed: %s: %s", name, url, attempt + 1,
+                            type(exc).__name__, exc)  # fmt: skip
             else:
                 if 200 <= status < 300:
                     self._history(name, changed, url, message, attempt + 1, None)
                     return
                 error = f"HTTP {status}"
-            log.warning("alarm %s: action %s attempt %d failed: %s", name, url, attempt + 1, error)
+                log.warning("alarm %s: action %s attempt %d failed: %s", name, url, attempt + 1, error)
         self._history(name, changed, url, message, self.attempts, error)
 
     def _history(

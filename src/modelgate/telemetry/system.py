@@ -40,6 +40,7 @@ from modelgate.api.http import Request, Send
 from modelgate.api.query import handle_aws_query
 from modelgate.clock import Clock
 from modelgate.controllers.alarms import AlarmEvaluator
+from modelgate.egress import EgressPolicy
 from modelgate.services.alarms import AlarmService
 from modelgate.services.metrics import MetricsService
 from modelgate.telemetry import prometheus
@@ -79,6 +80,7 @@ class MetricsSystem:
         *,
         options: MetricsOptions | None = None,
         poster: Poster | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.options = opts = options or MetricsOptions()
         self.clock = clock
@@ -87,9 +89,10 @@ class MetricsSystem:
         self.persistence = MetricPersistence(engine)
         self.recorder = InvocationRecorder(self.store, clock)
         self.metrics = MetricsService(self.store, clock, before_read=self.recorder.drain)
-        self.alarms = AlarmService(self.metrics, AlarmRepository(engine), clock, account_id, region)
+        egress = egress or EgressPolicy()  # public destinations only, unless the operator opens others
+        self.alarms = AlarmService(self.metrics, AlarmRepository(engine), clock, account_id, region, egress=egress)
         self.notifier = Notifier(
-            poster or AiohttpPoster(),
+            poster or AiohttpPoster(egress=egress),
             clock,
             account_id,
             region,
