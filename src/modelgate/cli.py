@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,10 @@ def _post_json(url: str, path: str, payload: dict[str, Any]) -> tuple[int, dict[
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(
-        url.rstrip("/") + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
+    # X-Amz-Date: /promote and /register are administrative and take the AWS protocols' headers only.
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {"Content-Type": "application/json", "X-Amz-Date": stamp}
+    req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"{}")

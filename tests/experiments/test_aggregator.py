@@ -14,7 +14,8 @@ from modelgate.experiments.aggregator import NAMESPACE, Aggregator
 from modelgate.experiments.assignments import Assignment, Served
 from modelgate.experiments.entities import ExperimentParams, VariantCounts, VariantSpec
 from modelgate.experiments.errors import StoreUnavailable
-from modelgate.experiments.events import Event, EventBuffer, EventFilter
+from modelgate.experiments.events import Event, EventFilter
+from modelgate.experiments.journal import EventJournal
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
 
@@ -172,7 +173,7 @@ def write_events(tmp_path: Path, clock: FakeClock) -> tuple[int, int]:
     engine, store, _, sink = sql_world(tmp_path)
     store.start("ep", ExperimentParams(), SPECS, T0 - 100)
     size = len(ev("invocation", "A", 0).to_json()) + 1
-    buf = EventBuffer(sink, clock, max_bytes=40 * size, writer_id="before-crash")
+    buf = EventJournal(tmp_path / "journal", sink, clock, max_bytes=40 * size, writer_id="before-crash")
     for i in range(100):
         buf.append(ev("invocation", "AB"[i % 2], i))
         if i % 4 == 0:

@@ -5,7 +5,8 @@ Each pass lists the sink, skips the files already folded, and for every other fi
 1. parses its lines (a malformed line is counted and skipped, not fatal as in the anchor);
 2. drops events the :class:`~modelgate.experiments.events.EventFilter` rejects (they stay in the log);
 3. attributes each event to an experiment (its ``experiment_id``, else the endpoint's experiment that
-   was open at the event's timestamp) and a variant: an invocation to the variant that answered it; a
+   was open at the event's timestamp) and a variant: an invocation to the variant that answered it (or
+   failed: a failed invocation counts as an invocation with no reward, and as an error); a
    conversion to the variant it names, which the service resolved from the served inference or the
    user's assignment, or, if the service could not (its store was down), to the variant that served its
    ``inference_id``, else the user's live assignment, looked up now. Never to a freshly drawn one.
@@ -14,7 +15,8 @@ Each pass lists the sink, skips the files already folded, and for every other fi
    (:meth:`~modelgate.experiments.store.ExperimentStore.fold`), so a crash at any point counts every
    file exactly once after restart;
 5. publishes Invocations, Conversions and Rewards per endpoint and variant to the metrics publisher
-   (namespace ``aws/sagemaker/Endpoints/ab-testing``, the anchor's). Metrics are sent after the commit
+   (namespace ``aws/sagemaker/Endpoints/ab-testing``, the anchor's), and Errors when some failed. Metrics
+   are sent after the commit
    and at most once: a crash between the two loses that file's metric points, never its counts.
 
 After the pass it takes the sequential looks that became due for the experiments it touched
@@ -48,6 +50,8 @@ NAMESPACE = "aws/sagemaker/Endpoints/ab-testing"
 # switch interval (5 ms) to get it back each time, for the whole fold of a file (~0.1 s for 4,000
 # events). Giving the GIL away every few events keeps the loop's waits to tens of microseconds.
 _YIELD_EVERY = 16
+_INVOKED = VariantCounts(invocations=1)
+_FAILED = VariantCounts(invocations=1, errors=1)
 
 
 @dataclass
@@ -163,7 +167,7 @@ class Aggregator:
                 unattributed += 1
                 continue
             if event.type == "invocation":
-                delta = VariantCounts(invocations=1)
+                delta = _FAILED if event.error is not None else _INVOKED
             else:
                 delta = VariantCounts(conversions=1, reward_sum=event.reward if event.reward is not None else 1.0)
             deltas[(experiment.id, variant)] = deltas[(experiment.id, variant)].plus(delta)
@@ -190,6 +194,8 @@ class Aggregator:
                 if c.conversions > 0:
                     self._metrics.put(NAMESPACE, "Conversions", dims, float(c.conversions), "Count", now)
                     self._metrics.put(NAMESPACE, "Rewards", dims, c.reward_sum, "Count", now)
+                if c.errors > 0:
+                    self._metrics.put(NAMESPACE, "Errors", dims, float(c.errors), "Count", now)
         except Exception:
             logger.exception("publishing A/B metrics failed; the counts are folded")
 

@@ -204,6 +204,11 @@ class AssignmentCache:
             return record if record.expires_at > now else None
         return await asyncio.to_thread(self._store.served, endpoint_name, inference_id, now)
 
+    def peek_served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
+        """The unexpired record of an inference if memory holds it (no store read)."""
+        record = self._memory.served_record((endpoint_name, inference_id))
+        return record if record is not None and record.expires_at > now else None
+
     def reader(self) -> CacheReader:
         """Blocking lookups, memory first, for worker threads (the aggregator)."""
         return CacheReader(self._memory, self._store)

@@ -1,6 +1,8 @@
-"""The background loop that flushes the event buffer and runs the aggregator.
+"""The background loop that flushes the event journal and runs the aggregator.
 
-One task per gateway: every ``poll`` seconds it flushes the buffer if a batch is due (by size or age),
+One task per gateway: every ``poll`` seconds it flushes the journal if a segment is due (by size or age),
+else fsyncs the open segment if events arrived since the last round (so a power loss loses about
+``poll`` seconds of events at most; a kill loses none, see :mod:`~modelgate.experiments.journal`),
 and folds right after each flush so the strategies see new counts within about ``max_age + poll``
 seconds. It also folds every ``fold_interval`` seconds regardless, to pick up files other gateways
 wrote to a shared sink. Blocking work (gzip, file or S3 writes, database transactions) runs in a
@@ -16,13 +18,13 @@ import logging
 
 from modelgate.clock import Clock
 from modelgate.experiments.aggregator import Aggregator
-from modelgate.experiments.events import EventBuffer
+from modelgate.experiments.journal import EventJournal
 
 logger = logging.getLogger(__name__)
 
 
 async def run_pipeline(
-    buffer: EventBuffer,
+    journal: EventJournal,
     aggregator: Aggregator,
     clock: Clock,
     stop: asyncio.Event,
@@ -34,8 +36,10 @@ async def run_pipeline(
     while not stop.is_set():
         flushed = False
         try:
-            if buffer.due():
-                flushed = bool(await asyncio.to_thread(buffer.flush))
+            if journal.due():
+                flushed = bool(await asyncio.to_thread(journal.flush))
+            else:
+                await asyncio.to_thread(journal.sync)
             if flushed or clock.monotonic() - last_fold >= fold_interval:
                 last_fold = clock.monotonic()
                 await asyncio.to_thread(aggregator.run_once)
@@ -44,7 +48,7 @@ async def run_pipeline(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=poll)
     try:
-        await asyncio.to_thread(buffer.flush, True)
+        await asyncio.to_thread(journal.flush, True)
         await asyncio.to_thread(aggregator.run_once)
     except Exception:
         logger.exception("A/B event pipeline could not flush and fold on stop")
