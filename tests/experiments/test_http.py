@@ -66,7 +66,8 @@ async def call(
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
         "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
         "headers": headers if headers is not None else [
-            (b"content-type", b"application/json"), (b"user-agent", b"notebook/1.0"), (b"x-amz-date", b"20260101T000000Z"),
+            (b"content-type", b"application/json"), (b"user-agent", b"notebook/1.0"),
+            (b"x-amz-date", b"20260101T000000Z"),
         ],
         "client": ("10.9.8.7", 50000), "server": ("testserver", 80),
     }  # fmt: skip
