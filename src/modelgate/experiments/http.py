@@ -74,17 +74,25 @@ class ClientDisconnected(Exception):
 class Incoming:
     """What a handler needs of one request: method, path, query, the headers it looks at, the client."""
 
-    __slots__ = ("client", "content_type", "headers", "method", "path", "query", "receive")
+    __slots__ = ("client", "content_type", "method", "path", "query", "raw_headers", "receive", "user_agent")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")
         self.receive = receive
-        self.headers: dict[str, str] = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        self.content_type = self.headers.get("content-type", "")
+        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]  # ASGI: names in lower case
+        self.content_type = self.user_agent = ""
+        for name, value in self.raw_headers:  # one pass for the two every request needs
+            if name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name == b"user-agent":
+                self.user_agent = value.decode("latin-1")
         client = scope.get("client")
         self.client: str | None = str(client[0]) if client else None
+
+    def has_header(self, name: bytes) -> bool:
+        return any(n == name for n, _ in self.raw_headers)
 
 
 class AdminGuard(Protocol):
@@ -98,10 +106,10 @@ class AwsProtocolGuard:
     a header of the AWS protocols (which no browser sends cross-origin without a preflight), as the
     control plane requires X-Amz-Target. Replace it with a SigV4 check when there are keys to check."""
 
-    HEADERS = ("authorization", "x-amz-date", "x-amz-target")
+    HEADERS = (b"authorization", b"x-amz-date", b"x-amz-target")
 
     def check(self, request: Incoming) -> None:
-        if not any(h in request.headers for h in self.HEADERS):
+        if not any(request.has_header(h) for h in self.HEADERS):
             raise AccessDenied(
                 f"{request.path} is administrative: send it as an AWS client does, with an Authorization, "
                 "X-Amz-Date or X-Amz-Target header (modelgate ab-promote does)"
@@ -355,7 +363,7 @@ class ExperimentsApi:
 
     @staticmethod
     def _requester(request: Incoming) -> Requester:
-        return Requester(request.client, request.headers.get("user-agent"))
+        return Requester(request.client, request.user_agent or None)
 
     async def invocation(self, request: Incoming) -> tuple[int, Any]:
         body = await _json_body(request, self._limit)

@@ -158,29 +158,42 @@ def _solve_boundary(spend: float, mass: np.ndarray, xs: np.ndarray, root_t: floa
 
 @lru_cache(maxsize=512)
 def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
-    cs: list[float] = []
-    xs = w = dens = np.empty(0)
-    t_prev = 0.0
-    spent_prev = 0.0
-    for k, t in enumerate(fractions):
-        spend = max(obf_spending(t, alpha) - spent_prev, 0.0)
-        sigma = math.sqrt(t - t_prev)
-        if k == 0:
-            c = float(_stats().norm.isf(spend / 2.0)) if spend > 0 else _C_MAX
-        else:
-            c = _solve_boundary(spend, w * dens, xs, math.sqrt(t), sigma)
-        c = min(c, _C_MAX)
-        cs.append(c)
-        b = c * math.sqrt(t)
-        new_xs = np.linspace(-b, b, _GRID)
-        if k == 0:
-            new_dens = _stats().norm.pdf(new_xs, scale=math.sqrt(t))
-        else:
-            kernel = _stats().norm.pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
-            new_dens = (w * dens) @ kernel
-        xs, w, dens = new_xs, _trapezoid_weights(new_xs), new_dens
-        t_prev, spent_prev = t, obf_spending(t, alpha)
-    return tuple(cs)
+    return _state(fractions, alpha)[0]
+
+
+_State = tuple[
+    tuple[float, ...], np.ndarray, np.ndarray, np.ndarray, float
+]  # boundaries, grid, weights, density, spent
+
+
+@lru_cache(maxsize=128)
+def _state(fractions: tuple[float, ...], alpha: float) -> _State:
+    """The boundaries of ``fractions`` and the recursion's state after the last look, built from the state
+    of all looks but the last: a new look costs one step of the recursion, not one per look taken so far
+    (looks come one at a time, and the aggregator asks after every fold)."""
+    t = fractions[-1]
+    if len(fractions) == 1:
+        cs: tuple[float, ...] = ()
+        xs = w = dens = np.empty(0)
+        t_prev = spent_prev = 0.0
+    else:
+        cs, xs, w, dens, spent_prev = _state(fractions[:-1], alpha)
+        t_prev = fractions[-2]
+    spend = max(obf_spending(t, alpha) - spent_prev, 0.0)
+    sigma = math.sqrt(t - t_prev)
+    if not cs:
+        c = float(_stats().norm.isf(spend / 2.0)) if spend > 0 else _C_MAX
+    else:
+        c = _solve_boundary(spend, w * dens, xs, math.sqrt(t), sigma)
+    c = min(c, _C_MAX)
+    b = c * math.sqrt(t)
+    new_xs = np.linspace(-b, b, _GRID)
+    if not cs:
+        new_dens = _stats().norm.pdf(new_xs, scale=math.sqrt(t))
+    else:
+        kernel = _stats().norm.pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
+        new_dens = (w * dens) @ kernel
+    return (*cs, c), new_xs, _trapezoid_weights(new_xs), new_dens, obf_spending(t, alpha)
 
 
 def information_fraction(n_control: int, n_challenger: int, horizon: int) -> float:
