@@ -27,11 +27,14 @@ look to the next fold of that experiment, at a later information fraction; the t
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelgate.clock import Clock
 from modelgate.experiments.analysis import design_of
@@ -50,6 +53,7 @@ NAMESPACE = "aws/sagemaker/Endpoints/ab-testing"
 # switch interval (5 ms) to get it back each time, for the whole fold of a file (~0.1 s for 4,000
 # events). Giving the GIL away every few events keeps the loop's waits to tens of microseconds.
 _YIELD_EVERY = 16
+_PARSE_CHUNK = 128  # lines per call to the JSON parser (~0.1 ms with the GIL held)
 _INVOKED = VariantCounts(invocations=1)
 _FAILED = VariantCounts(invocations=1, errors=1)
 
@@ -64,6 +68,30 @@ class FoldReport:
     corrupt_files: int = 0
     looks: int = 0
     experiments: set[int] = field(default_factory=set)
+
+
+_MALFORMED = object()  # a line that is not JSON
+
+
+def _parse(lines: list[bytes]) -> Iterator[Any]:
+    """Each non-empty line parsed as JSON (``_MALFORMED`` where it is not). A chunk of lines goes to the C
+    parser in one call (most of the fold's time saved over a call per line); chunks stay small, since the
+    parser holds the GIL the event loop waits for; a chunk that does not parse whole is parsed line by line."""
+    lines = [line for line in lines if line.strip()]
+    for start in range(0, len(lines), _PARSE_CHUNK):
+        chunk = lines[start : start + _PARSE_CHUNK]
+        try:
+            parsed = json.loads(b"[" + b",".join(chunk) + b"]")
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and len(parsed) == len(chunk):
+            yield from parsed
+        else:
+            for line in chunk:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    yield _MALFORMED
 
 
 class _Resolver:
@@ -146,13 +174,11 @@ class Aggregator:
         deltas: dict[tuple[int, str], VariantCounts] = defaultdict(VariantCounts)
         published: dict[tuple[str, str], VariantCounts] = defaultdict(VariantCounts)
         counted = filtered = malformed = unattributed = 0
-        for i, line in enumerate(lines):
+        for i, raw in enumerate(_parse(lines)):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 time.sleep(0)  # let the event loop have the GIL (see _YIELD_EVERY)
-            if not line.strip():
-                continue
             try:
-                event = Event.from_json(line)
+                event = Event.from_raw(raw)
             except ValueError:
                 malformed += 1
                 continue

@@ -88,7 +88,11 @@ class Event:
     @classmethod
     def from_json(cls, line: str | bytes) -> Event:
         """Parse one line; ValueError if it is not an event this module wrote."""
-        raw = json.loads(line)
+        return cls.from_raw(json.loads(line))
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> Event:
+        """An event from a line already parsed as JSON; ValueError if it is not an event this module wrote."""
         if not isinstance(raw, dict):
             raise ValueError("an event line must be a JSON object")
         kind = raw.get("type")
