@@ -191,7 +191,9 @@ class _Running:
 
         self._stop.clear()
         self._tasks = [
-            asyncio.create_task(run_pipeline(self.journal, self.aggregator, self.clock, self._stop)),
+            asyncio.create_task(
+                run_pipeline(self.journal, self.aggregator, self.clock, self._stop, before_delivery=self.cache.flush)
+            ),
             asyncio.create_task(self._registrations()),
             asyncio.create_task(self.cache.run(self._stop)),  # writes assignments behind; all of them on stop
         ]
@@ -264,7 +266,7 @@ class Experiments:
         event_filter: EventFilter | None = None,
         journal_dir: Path | None = None,
         registration_poll: float = 1.0,
-        assignment_flush_seconds: float = 0.1,
+        assignment_flush_seconds: float = 1.0,
     ) -> None:
         self.engine = engine
         self.events_url = events_url

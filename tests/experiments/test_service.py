@@ -616,3 +616,27 @@ def test_a_failed_refresh_of_the_experiment_leads_to_fallback_on_the_next_reques
         return strategies
 
     assert run(scenario()) == ["WeightedSampling", "WeightedSampling", "Fallback", "WeightedSampling"]
+
+
+def test_d7_restore_rebuilds_what_the_write_behind_lost_in_a_kill(w: World) -> None:
+    """Nothing reached the store (the kill came before the write-behind); the journal's events bring back
+    the assignments, the served records and the conversion marks."""
+    first = run(w.service.invoke("ep", b"{}", user_id="u1"))
+    second = run(w.service.invoke("ep", b"{}", user_id="u2"))
+    w.gateway.failing = {"A", "B"}
+    with pytest.raises(ModelError):
+        run(w.service.invoke("ep", b"{}", user_id="u3", inference_id="i3"))
+    w.gateway.failing = set()
+    run(w.service.convert("ep", user_id="u1", inference_id=first.inference_id))
+    assert w.assignments.batches == 0  # killed: the cache's backlog is gone with the process
+    restarted = w.restart()
+    assert restarted.service.restore(w.events.events) == 3 + 3  # served records; assignments of u1, u2, u3
+    with pytest.raises(AlreadyConverted):
+        run(restarted.service.convert("ep", user_id="u1", inference_id=first.inference_id))
+    with pytest.raises(InferenceFailed):
+        run(restarted.service.convert("ep", user_id="u3", inference_id="i3"))
+    assert run(restarted.service.convert("ep", user_id="u2", inference_id=second.inference_id)).status == 200
+    again = run(restarted.service.invoke("ep", b"{}", user_id="u2", inference_id="i4"))
+    assert (again.status, again.endpoint_variant) == (200, second.endpoint_variant)
+    assert run(restarted.cache.flush())
+    assert w.restart().service.restore(w.events.events) == 0  # a second start: nothing left to restore
