@@ -31,7 +31,6 @@ import json
 import logging
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +53,10 @@ NAMESPACE = "aws/sagemaker/Endpoints/ab-testing"
 # events). Giving the GIL away every few events keeps the loop's waits to tens of microseconds.
 _YIELD_EVERY = 16
 _PARSE_CHUNK = 128  # lines per call to the JSON parser (~0.1 ms with the GIL held)
-_INVOKED = VariantCounts(invocations=1)
-_FAILED = VariantCounts(invocations=1, errors=1)
+
+
+def _counts(tally: list[float]) -> VariantCounts:
+    return VariantCounts(int(tally[0]), int(tally[1]), float(tally[2]), int(tally[3]))
 
 
 @dataclass
@@ -171,8 +172,10 @@ class Aggregator:
             return
         now = self._clock.now()
         resolver = _Resolver(self._store, self._assignments, now)
-        deltas: dict[tuple[int, str], VariantCounts] = defaultdict(VariantCounts)
-        published: dict[tuple[str, str], VariantCounts] = defaultdict(VariantCounts)
+        # Tallies as plain lists, [invocations, conversions, reward sum, errors], made VariantCounts once at the
+        # end: a frozen dataclass per event and key was a third of the fold's time.
+        tallies: dict[tuple[int, str], list[float]] = {}
+        per_endpoint: dict[tuple[str, str], list[float]] = {}
         counted = filtered = malformed = unattributed = 0
         for i, raw in enumerate(_parse(lines)):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
@@ -192,13 +195,20 @@ class Aggregator:
             if experiment is None or variant is None or variant not in experiment.variant_names:
                 unattributed += 1
                 continue
-            if event.type == "invocation":
-                delta = _FAILED if event.error is not None else _INVOKED
-            else:
-                delta = VariantCounts(conversions=1, reward_sum=event.reward if event.reward is not None else 1.0)
-            deltas[(experiment.id, variant)] = deltas[(experiment.id, variant)].plus(delta)
-            published[(event.endpoint_name, variant)] = published[(event.endpoint_name, variant)].plus(delta)
+            for tally in (
+                tallies.setdefault((experiment.id, variant), [0, 0, 0.0, 0]),
+                per_endpoint.setdefault((event.endpoint_name, variant), [0, 0, 0.0, 0]),
+            ):
+                if event.type == "invocation":
+                    tally[0] += 1
+                    if event.error is not None:
+                        tally[3] += 1
+                else:
+                    tally[1] += 1
+                    tally[2] += event.reward if event.reward is not None else 1.0
             counted += 1
+        deltas = {k: _counts(t) for k, t in tallies.items()}
+        published = {k: _counts(t) for k, t in per_endpoint.items()}
         if self._store.fold(key, deltas, now):
             report.files += 1
             report.events += counted
