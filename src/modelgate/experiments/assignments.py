@@ -28,7 +28,7 @@ from typing import Protocol
 DAY = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Assignment:
     user_id: str
     endpoint_name: str
@@ -36,7 +36,7 @@ class Assignment:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Served:
     """Which variant answered one inference, for whom, and what was credited to it (for its conversions)."""
 

@@ -49,7 +49,7 @@ _FIELDS = (
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Event:
     timestamp: float
     type: EventType
@@ -162,7 +162,7 @@ def partition(timestamp: float) -> str:
     return f"year={t.tm_year:04d}/month={t.tm_mon:02d}/day={t.tm_mday:02d}/hour={t.tm_hour:02d}/"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class EventFilter:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     user_agents: tuple[re.Pattern[str], ...] = ()

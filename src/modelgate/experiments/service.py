@@ -98,7 +98,7 @@ logger = logging.getLogger(__name__)
 _OpenExperiment = tuple[Experiment | None, dict[str, VariantCounts]]  # an endpoint's open experiment, its counts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Requester:
     """Who sent the request, for the event log and its filter."""
 
@@ -106,7 +106,7 @@ class Requester:
     user_agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class InvocationOutcome:
     status: int
     strategy: str
@@ -119,7 +119,7 @@ class InvocationOutcome:
     content_type: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class ConversionOutcome:
     status: int
     strategy: str
@@ -145,7 +145,7 @@ class Promotion:
     experiment_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class _Selection:
     status: int
     strategy: str
