@@ -52,7 +52,7 @@ NAMESPACE = "aws/sagemaker/Endpoints/ab-testing"
 # switch interval (5 ms) to get it back each time, for the whole fold of a file (~0.1 s for 4,000
 # events). Giving the GIL away every few events keeps the loop's waits to tens of microseconds.
 _YIELD_EVERY = 16
-_PARSE_CHUNK = 128  # lines per call to the JSON parser (~0.1 ms with the GIL held)
+_PARSE_CHUNK = 128  # lines per call to the JSON parser, which holds the GIL for the whole call
 
 
 def _counts(tally: list[float]) -> VariantCounts:

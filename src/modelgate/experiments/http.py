@@ -10,15 +10,10 @@ Routes (POST or PUT with a JSON object body, as the anchor's API Gateway proxy a
   verdict. Read-only: also ``GET /stats?endpoint_name=NAME``.
 - ``/register`` and ``/promote``: ours (the anchor registered through EventBridge only). Administrative.
 
-**Which requests are accepted.** A browser may send a *CORS-simple* request to any site without asking
-(``text/plain``, form encodings, no custom header), so a web page could otherwise forge conversions or
-promote a variant on a server bound to the loopback. Every state-changing route therefore requires
-``Content-Type: application/json`` (else 415 UnsupportedMediaType), which a browser sends cross-origin
-only after a CORS preflight that this server never approves. The administrative routes (``/register``,
-``/promote``) are guarded like the control plane besides: the request must carry an AWS protocol header
-(``Authorization``, ``X-Amz-Date`` or ``X-Amz-Target``), as boto3, the AWS CLI and ``modelgate
-ab-promote`` send (else 403 AccessDenied). That check is :class:`AdminGuard`, the seam where request
-authentication (SigV4 against configured keys) goes when the gateway has it.
+**Which requests are accepted** (:mod:`~modelgate.experiments.guard`): every state-changing route
+requires ``Content-Type: application/json`` (else 415 UnsupportedMediaType); the administrative routes
+(``/register``, ``/promote``) also pass the :class:`~modelgate.experiments.guard.AdminGuard` (an AWS
+protocol header until the gateway authenticates requests; else 403 AccessDenied). ``/stats`` is read-only.
 
 The wire shapes are written here and only here. ``data`` is sent to the model as is when it is a
 string (the notebook sends a JSON string) and JSON-encoded otherwise. ``predictions`` is the model's
@@ -28,8 +23,8 @@ status; an unexpected exception is a 500 ``InternalFailure`` whose details go to
 that goes away before its body is complete is logged once at INFO, without a traceback, and nothing runs.
 
 This adapter is plain ASGI (no framework): it is on the A/B request path, where a framework's middleware,
-request and response objects cost about a tenth of the gateway's CPU per request; routing five exact
-paths and reading one JSON body needs none of it.
+request and response objects were a visible share of the gateway's CPU per request (bench/RESULTS.md);
+routing five exact paths and reading one JSON body needs none of it.
 """
 
 from __future__ import annotations
@@ -39,20 +34,14 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs
 
 from modelgate.errors import InternalFailure, ModelgateError, RequestTooLarge
 from modelgate.experiments.analysis import Summary
 from modelgate.experiments.entities import ExperimentParams, Strategy
-from modelgate.experiments.errors import (
-    AccessDenied,
-    InvalidParameter,
-    InvalidRequest,
-    InvalidReward,
-    InvalidStrategy,
-    UnsupportedMediaType,
-)
+from modelgate.experiments.errors import InvalidParameter, InvalidRequest, InvalidReward, InvalidStrategy
+from modelgate.experiments.guard import AdminGuard, AwsProtocolGuard, require_json
 from modelgate.experiments.service import ExperimentService, Registration, Requester
 
 logger = logging.getLogger(__name__)
@@ -95,27 +84,6 @@ class Incoming:
         return any(n == name for n, _ in self.raw_headers)
 
 
-class AdminGuard(Protocol):
-    def check(self, request: Incoming) -> None:
-        """Raise :class:`AccessDenied` unless the request may administer experiments."""
-        ...
-
-
-class AwsProtocolGuard:
-    """The administrative routes' guard until the gateway authenticates requests: the request must carry
-    a header of the AWS protocols (which no browser sends cross-origin without a preflight), as the
-    control plane requires X-Amz-Target. Replace it with a SigV4 check when there are keys to check."""
-
-    HEADERS = (b"authorization", b"x-amz-date", b"x-amz-target")
-
-    def check(self, request: Incoming) -> None:
-        if not any(request.has_header(h) for h in self.HEADERS):
-            raise AccessDenied(
-                f"{request.path} is administrative: send it as an AWS client does, with an Authorization, "
-                "X-Amz-Date or X-Amz-Target header (modelgate ab-promote does)"
-            )
-
-
 def error_body(exc: ModelgateError) -> dict[str, Any]:
     return {"code": exc.code, "message": exc.message, **exc.extra_fields()}
 
@@ -129,15 +97,6 @@ async def send_json(send: Send, status: int, payload: Any) -> None:
     headers = [(b"content-length", str(len(body)).encode()), _JSON_HEADERS]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def require_json(request: Incoming) -> None:
-    media = request.content_type.partition(";")[0].strip().lower()
-    if media != "application/json":
-        shown = request.content_type or "none"
-        raise UnsupportedMediaType(
-            f"{request.method} {request.path} requires Content-Type: application/json (got {shown})"
-        )
 
 
 async def _read_body(request: Incoming, limit: int) -> bytes:

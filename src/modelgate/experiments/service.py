@@ -54,7 +54,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -62,7 +61,7 @@ import numpy as np
 
 from modelgate.clock import Clock
 from modelgate.errors import ModelgateError, ServiceUnavailable
-from modelgate.experiments import strategies
+from modelgate.experiments import recovery, strategies
 from modelgate.experiments.analysis import Summary, summarize
 from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.assignments import Served, StickyPolicy
@@ -471,54 +470,9 @@ class ExperimentService:
     # --- after a crash ------------------------------------------------------------------------------
 
     def restore(self, events: Iterable[Event]) -> int:
-        """Restore what the assignment store's write-behind may have lost in a kill, from the events the
-        killed process left in the journal (every acknowledged one is there).
-
-        For each inference: its served record (from its invocation event, or the store's) with at least
-        as many conversions as the store holds and as the events show. For each user: the assignment
-        their latest invocation chose (Manual and Fallback invocations choose none). Blocking (store
-        reads): call it before serving. Returns how many records were written.
-        """
-        reader = self._assignments.reader()
-        records: dict[tuple[str, str], Served] = {}
-        conversions: Counter[tuple[str, str]] = Counter()
-        chosen: dict[tuple[str, str], Event] = {}  # (user, endpoint) -> latest invocation with a strategy
-        for e in events:
-            key = (e.endpoint_name, e.inference_id)
-            if e.type == "invocation" and e.endpoint_variant is not None:
-                records[key] = self._policy.served(
-                    e.endpoint_name, e.inference_id, e.endpoint_variant, e.experiment_id, e.strategy, e.user_id,
-                    e.timestamp, failed=e.error is not None,
-                )  # fmt: skip
-                if e.target_variant is not None and e.strategy not in (MANUAL, FALLBACK):
-                    latest = chosen.get((e.user_id, e.endpoint_name))
-                    if latest is None or latest.timestamp <= e.timestamp:
-                        chosen[(e.user_id, e.endpoint_name)] = e
-            elif e.type == "conversion":
-                conversions[key] += 1
-        now = self._clock.now()
-        written = 0
-        for key in records.keys() | conversions.keys():
-            stored = reader.served(key[0], key[1], now)
-            record = stored or records.get(key)
-            if record is None or record.expires_at <= now:
-                continue  # a conversion whose inference's record expired
-            count = max(record.conversions, conversions[key])
-            if stored is not None and stored.conversions >= count:
-                continue
-            self._assignments.record_served(replace(record, conversions=count))
-            written += 1
-        for (user_id, endpoint_name), e in chosen.items():
-            assert e.target_variant is not None
-            assignment = self._policy.assign(user_id, endpoint_name, e.target_variant, e.timestamp)
-            stored_assignment = reader.get(user_id, endpoint_name)
-            if assignment.expires_at <= now or (
-                stored_assignment is not None and stored_assignment.expires_at >= assignment.expires_at
-            ):
-                continue
-            self._assignments.put(assignment)
-            written += 1
-        return written
+        """What the assignment store's write-behind lost in a kill, from the journal's events: see
+        :func:`modelgate.experiments.recovery.restore`. Blocking: call it before serving."""
+        return recovery.restore(events, self._assignments, self._policy, self._clock.now())
 
     # --- stats, registration, promotion -------------------------------------------------------------
 
