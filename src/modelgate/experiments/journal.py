@@ -9,8 +9,8 @@ in-memory buffer whose last minute of acknowledged events a ``kill -9`` lost.
   the process (``kill -9``, a crash, the OOM killer), and the answer goes out after it. A write that fails
   (disk full, I/O error) raises :class:`~modelgate.experiments.errors.StoreUnavailable`: the request is
   answered 503 and nothing is acknowledged.
-* **No fsync per event.** An fsync costs this machine's disk milliseconds (bench/RESULTS.md, "A/B
-  events"), and group commit would make every answer wait for the next one; the bar is "acknowledged
+* **No fsync per event.** An fsync costs this machine's disk milliseconds (``bench/fsync_cost.py``,
+  bench/RESULTS.md), and group commit would make every answer wait for one; the bar is "acknowledged
   events survive the server's death". :meth:`sync` (the pipeline's worker thread, every second while
   events arrive) fsyncs the open segment, so a *power loss* loses at most about the last second or two.
 * **Segments** are sealed at ``max_bytes`` (1 MB) or ``max_age`` seconds (60 s), as the anchor's
