@@ -68,6 +68,16 @@ def test_counts_invocations_conversions_and_rewards(world: Any) -> None:
     assert {p[2]["EndpointName"] for p in metrics.points} == {"ep"}
 
 
+def test_d5_a_failed_invocation_counts_as_an_invocation_with_no_reward_and_an_error(world: Any) -> None:
+    sink, store, assignments, clock = world
+    metrics = RecordingMetrics()
+    failed = [ev("invocation", "B", i, error="ModelError") for i in range(3)]
+    put_file(sink, "f1.jsonl.gz", [ev("invocation", "A", 10), ev("conversion", "A", 10), *failed])
+    Aggregator(sink, store, clock, assignments=assignments, metrics=metrics).run_once()
+    assert store.counts(1) == {"A": VariantCounts(1, 1, 1.0, 0), "B": VariantCounts(3, 0, 0.0, 3)}
+    assert ("Errors", "B", 3.0) in [(p[1], p[2]["VariantName"], p[3]) for p in metrics.points]
+
+
 def test_filtered_malformed_and_unattributable_events_do_not_count(world: Any) -> None:
     sink, store, assignments, clock = world
     put_file(
