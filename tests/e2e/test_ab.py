@@ -57,19 +57,15 @@ def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> No
     api = Api(server)
     status, body = api.post("/register", {"endpoint_name": "ab"})
     assert status in (200, 201), body
-    status, first = api.post(
-        "/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "1,2", "content_type": "text/csv"}
-    )
+    status, first = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "1,2",
+                                              "content_type": "text/csv"})
     assert status == 201, first
     assert first["endpoint_variant"] in ("A", "B")
-    status, again = api.post(
-        "/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "3", "content_type": "text/csv"}
-    )
+    status, again = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u1", "data": "3",
+                                              "content_type": "text/csv"})
     assert status == 200 and again["endpoint_variant"] == first["endpoint_variant"]
-    status, manual = api.post(
-        "/invocation",
-        {"endpoint_name": "ab", "user_id": "u2", "data": "x", "content_type": "text/csv", "endpoint_variant": "B"},
-    )
+    status, manual = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u2", "data": "x",
+                                               "content_type": "text/csv", "endpoint_variant": "B"})
     assert status == 202 and manual["endpoint_variant"] == "B"
     conversion = {"endpoint_name": "ab", "user_id": "u1", "inference_id": again["inference_id"]}
     status, conv = api.post("/conversion", {**conversion, "reward": 1})
@@ -88,17 +84,12 @@ def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> No
     assert "verdict" in text
     out = subprocess.run(
         [sys.executable, "-m", "modelgate", "ab-stats", "ab", "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        capture_output=True, text=True, timeout=60, check=True,
     )
     assert "verdict: keep_running" in out.stdout and "A " in out.stdout and "B " in out.stdout, out.stdout
     out = subprocess.run(
         [sys.executable, "-m", "modelgate", "ab-promote", "ab", "--variant", "B", "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
     d = wait_in_service(sm, "ab")
@@ -133,16 +124,14 @@ def test_thompson_sampling_finds_the_best_variant(server_factory: Any, echo_imag
     served: list[str] = []
     for i in range(5000):
         user = f"user-{i}"
-        status, body = api.post(
-            "/invocation", {"endpoint_name": "bandit", "user_id": user, "data": "1", "content_type": "text/csv"}
-        )
+        status, body = api.post("/invocation", {"endpoint_name": "bandit", "user_id": user, "data": "1",
+                                                 "content_type": "text/csv"})
         assert status in (200, 201), body
         variant = body["endpoint_variant"]
         served.append(variant)
         if rng.random() < rates[variant]:
-            status, body = api.post(
-                "/conversion", {"endpoint_name": "bandit", "user_id": user, "inference_id": body["inference_id"]}
-            )
+            status, body = api.post("/conversion", {"endpoint_name": "bandit", "user_id": user,
+                                                     "inference_id": body["inference_id"]})
             assert status < 300, body
         if i % 250 == 249:
             time.sleep(1.2)  # let the 1 s flush and fold catch up, as real traffic spread over time would
@@ -150,7 +139,9 @@ def test_thompson_sampling_finds_the_best_variant(server_factory: Any, echo_imag
     assert last["high"] >= 850, last
 
 
-def test_assignments_survive_a_kill_and_a_graceful_stop_writes_everything(server_factory: Any, echo_image: str) -> None:
+def test_assignments_survive_a_kill_and_a_graceful_stop_writes_everything(
+    server_factory: Any, echo_image: str
+) -> None:
     """Assignments and served records are written behind (every 0.1 s): after a wait longer than that, a
     kill -9 loses none of them; a graceful stop writes what is still in memory."""
     server = server_factory(MODELGATE_AB_FLUSH_SECONDS="1")
