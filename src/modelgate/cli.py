@@ -134,13 +134,14 @@ def _cmd_ab_stats(args: argparse.Namespace) -> int:
         return 0
     print(f"experiment {body.get('experiment_id')} on {args.name} ({body.get('strategy')})")
     print(
-        f"{'variant':<20} {'invocations':>11} {'conversions':>11} {'rate':>7}  {'95% interval':<17} "
+        f"{'variant':<20} {'invocations':>11} {'errors':>7} {'conversions':>11} {'rate':>7}  {'95% interval':<17} "
         f"{'P(best)':>7} {'exp. loss':>9}"
     )
     for v in body.get("variant_metrics", []):
         lo, hi = v["credible_interval"]
         print(
-            f"{v['variant_name']:<20} {v['invocation_count']:>11} {v['conversion_count']:>11} "
+            f"{v['variant_name']:<20} {v['invocation_count']:>11} {v.get('error_count', 0):>7} "
+            f"{v['conversion_count']:>11} "
             f"{v['rate']:>7.4f}  [{lo:.4f}, {hi:.4f}]  {v['prob_best']:>7.3f} {v['expected_loss']:>9.5f}"
         )
     print(f"verdict: {body.get('verdict')}")
