@@ -70,7 +70,7 @@ class RouterInvoker:
         result = await self.router.invoke(
             Invocation(endpoint_name, body, content_type, accept, None, target_variant, inference_id)
         )
-        self.router.record(result)  # the A/B API's answer is written later, by Starlette: not timed
+        self.router.record(result)  # the A/B API's answer is written later, by its adapter: not timed
         reply = result.reply
         if reply is None:  # the variant failed: the service counts it against the variant, then raises it
             assert result.error is not None
@@ -130,7 +130,7 @@ class _Running:
     """The experiments subsystem, built: stores, event pipeline, service, REST app, registrations."""
 
     def __init__(self, w: _Wiring) -> None:
-        # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
+        # The experiments package (with numpy and the stores) is imported here, when A/B is first
         # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
         import numpy as np
 
