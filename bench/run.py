@@ -150,6 +150,9 @@ class Suite:
             layouts = {"mg-1v1i": [(v1, 1.0, 1)], "mg-1v2i": [(v1, 1.0, 2)], "mg-2v": [(v1, 0.5, 1), (v2, 0.5, 1)]}
             if self.args.smoke:
                 layouts = {"mg-1v1i": layouts["mg-1v1i"]}
+            if self.args.scenarios:  # mg-ab runs on mg-2v's endpoint, right after it
+                wanted = set(self.args.scenarios.split(",")) | ({"mg-2v"} if "mg-ab" in self.args.scenarios else set())
+                layouts = {k: v for k, v in layouts.items() if k in wanted}
             for scenario, variants in layouts.items():
                 endpoint = f"bench-{scenario.removeprefix('mg-')}".replace("+", "-")
                 mg.deploy(endpoint, [(m.name, w, n) for m, w, n in variants])
@@ -158,16 +161,20 @@ class Suite:
                 probe = self.probe(scenario, url, body, CSV, answers, "exact")
                 names = [m.name for m, _, _ in variants]
                 after = functools.partial(self.read_metrics, mg, endpoint, names, dt.datetime.now(dt.UTC))
-                self.measure_all(scenario, probe, [mg.proc.pid], after)
+                if self._wanted(scenario):
+                    self.measure_all(scenario, probe, [mg.proc.pid], after)
                 if scenario == "mg-1v1i" and self.args.profile and self.round == 1:
                     self.run_profile(probe, mg.proc.pid)
                 if scenario == "mg-1v1i" and self.args.soak and self.round == 1:
                     self.run_soak(probe, mg.proc.pid)
-                if scenario == "mg-2v" and not self.args.smoke:
+                if scenario == "mg-2v" and not self.args.smoke and self._wanted("mg-ab"):
                     self.ab(mg, endpoint, answers)
                 mg.delete(endpoint)
         finally:
             mg.stop()
+
+    def _wanted(self, scenario: str) -> bool:
+        return not self.args.scenarios or scenario in self.args.scenarios.split(",")
 
     def ab(self, mg: servers.Modelgate, endpoint: str, answers: list[bytes]) -> None:
         """The 2-variant endpoint behind the A/B API: a Thompson-sampling experiment assigns each user
@@ -176,6 +183,7 @@ class Suite:
             mg.url + "/register",
             json.dumps({"endpoint_name": endpoint, "strategy": "ThompsonSampling"}).encode(),
             "application/json",
+            {"X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())},  # administrative: an AWS header
         )
         if status not in (200, 201):
             raise RuntimeError(f"A/B register answered {status}: {reply[:300]!r}")
@@ -325,6 +333,9 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip MLServer and TorchServe")
     parser.add_argument("--profile", action="store_true", help="py-spy the modelgate server in an extra c=16 run")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
+    parser.add_argument(
+        "--scenarios", default="", help="comma-separated modelgate scenarios to run (e.g. mg-2v,mg-ab); default all"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat every scenario; the table shows medians")
     parser.add_argument("--soak", type=float, default=0, help="seconds of c=16 on modelgate to watch memory")
     args = parser.parse_args()

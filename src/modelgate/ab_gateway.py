@@ -8,8 +8,10 @@
 * ``Experiments`` — mounts the REST API (``/invocation``, ``/conversion``, ``/stats``, ``/register``,
   ``/promote``), runs the event pipeline, and registers every endpoint tagged ``ab-testing:enabled=true``
   once it is InService (checked every ``registration_poll`` seconds) and closes its experiment when it is
-  deleted. The stores, the event buffer and aggregator, the service and its Starlette app (``_Running``)
-  are built when A/B is first needed (see :class:`Experiments`).
+  deleted. The stores, the event journal and aggregator, the service and its ASGI app (``_Running``)
+  are built when A/B is first needed (see :class:`Experiments`). At build, the events a killed process
+  left in the journal restore the served records and conversion marks the assignment store's write-behind
+  lost, before the first request is served.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 from sqlalchemy import Engine, inspect, literal, select, table
 
@@ -50,6 +51,7 @@ class _Result:
     status: int
     body: bytes
     content_type: str
+    error: ModelgateError | None = None
 
 
 class RouterInvoker:
@@ -68,11 +70,11 @@ class RouterInvoker:
         result = await self.router.invoke(
             Invocation(endpoint_name, body, content_type, accept, None, target_variant, inference_id)
         )
-        self.router.record(result)  # the A/B API's answer is written later, by Starlette: not timed
+        self.router.record(result)  # the A/B API's answer is written later, by its adapter: not timed
         reply = result.reply
-        if reply is None:
+        if reply is None:  # the variant failed: the service counts it against the variant, then raises it
             assert result.error is not None
-            raise result.error
+            return _Result(result.variant, result.status, b"", "", result.error)
         return _Result(result.variant, reply.status, reply.body, reply.content_type or "application/octet-stream")
 
 
@@ -116,6 +118,7 @@ class _Wiring:
     metrics: MetricsService
     clock: Clock
     events_url: str
+    journal_dir: Path
     flush_seconds: float
     flush_bytes: int
     event_filter: EventFilter | None
@@ -127,15 +130,14 @@ class _Running:
     """The experiments subsystem, built: stores, event pipeline, service, REST app, registrations."""
 
     def __init__(self, w: _Wiring) -> None:
-        # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
+        # The experiments package (with numpy and the stores) is imported here, when A/B is first
         # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
         import numpy as np
-        from starlette.applications import Starlette
 
         from modelgate.experiments.aggregator import Aggregator
         from modelgate.experiments.assignment_cache import AssignmentCache
-        from modelgate.experiments.events import EventBuffer
         from modelgate.experiments.http import ExperimentsApi
+        from modelgate.experiments.journal import EventJournal
         from modelgate.experiments.service import ExperimentService
         from modelgate.experiments.sinks import sink_from_url
         from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
@@ -153,7 +155,8 @@ class _Running:
         loaded = self.cache.load(clock.now())
         log.info("A/B assignments in memory: %d (%s)", loaded, "all" if self.cache.complete else "the latest used")
         sink = sink_from_url(w.events_url)
-        self.buffer = EventBuffer(sink, clock, max_age=w.flush_seconds, max_bytes=w.flush_bytes)
+        self.journal = EventJournal(w.journal_dir, sink, clock, max_age=w.flush_seconds, max_bytes=w.flush_bytes)
+        left = self.journal.recover()
         self.aggregator = Aggregator(
             sink, experiments, clock, assignments=self.cache.reader(), event_filter=w.event_filter,
             metrics=MetricsPort(w.metrics),
@@ -163,12 +166,15 @@ class _Running:
             catalog=ControlCatalog(w.control),
             experiments=experiments,
             assignments=self.cache,
-            events=self.buffer,
+            events=self.journal,
             clock=clock,
             rng=np.random.default_rng(),
         )
-        self.app = Starlette(routes=ExperimentsApi(self.service).routes())
-        paths = frozenset(r.path for r in self.app.routes if hasattr(r, "path"))
+        if left:
+            restored = self.service.restore(left)
+            log.info("A/B: %d served inferences restored from the event journal", restored)
+        self.app = ExperimentsApi(self.service)
+        paths = self.app.paths
         if paths != PATHS:
             raise RuntimeError(f"the A/B routes {sorted(paths)} are not ab_gateway.PATHS {sorted(PATHS)}")
         self._stop = asyncio.Event()
@@ -177,7 +183,7 @@ class _Running:
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The REST API as an ASGI app of the gateway's own types."""
-        await self.app(scope, receive, cast(Any, send))
+        await self.app(scope, receive, send)
 
     def start(self) -> None:
         """Start the pipeline and the registrations (in the event loop)."""
@@ -185,7 +191,9 @@ class _Running:
 
         self._stop.clear()
         self._tasks = [
-            asyncio.create_task(run_pipeline(self.buffer, self.aggregator, self.clock, self._stop)),
+            asyncio.create_task(
+                run_pipeline(self.journal, self.aggregator, self.clock, self._stop, before_delivery=self.cache.flush)
+            ),
             asyncio.create_task(self._registrations()),
             asyncio.create_task(self.cache.run(self._stop)),  # writes assignments behind; all of them on stop
         ]
@@ -195,6 +203,7 @@ class _Running:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
+        self.journal.close()
 
     async def _registrations(self) -> None:
         """Register tagged endpoints when they are InService; close experiments of deleted ones."""
@@ -233,10 +242,11 @@ class Experiments:
     """The A/B subsystem of one gateway, built (``_Running``) when it is first needed.
 
     It is built at start if A/B was used on this data directory before (a stored experiment, assignment or
-    served inference, or an event file) or the events go to S3; else when the first request reaches an A/B
-    path, or when an InService endpoint turns out to be tagged ``ab-testing:enabled=true``. Until then a
-    watcher looks at each endpoint's tags exactly when ``_Running`` would try to register it (InService,
-    and changed since the last look), so the tagged endpoint is registered in the same round. Building
+    served inference, an event file, or events left in the journal) or the events go to S3; else when the
+    first request reaches an A/B path, or when an InService endpoint turns out to be tagged
+    ``ab-testing:enabled=true``. Until then a watcher looks at each endpoint's tags exactly when
+    ``_Running`` would try to register it (InService, and changed since the last look), so the tagged
+    endpoint is registered in the same round. Building
     runs in a worker thread (imports and ``CREATE TABLE``), so the event loop keeps serving meanwhile.
     """
 
@@ -254,17 +264,19 @@ class Experiments:
         flush_seconds: float,
         flush_bytes: int,
         event_filter: EventFilter | None = None,
+        journal_dir: Path | None = None,
         registration_poll: float = 1.0,
-        assignment_flush_seconds: float = 0.1,
+        assignment_flush_seconds: float = 1.0,
     ) -> None:
         self.engine = engine
         self.events_url = events_url
+        self.journal_dir = journal_dir or Path(events_url + "-journal")
         self.controller = controller
         self.catalog = ControlCatalog(control)
         self.poll = registration_poll
         self._wiring = _Wiring(
-            engine, router, control, controller, metrics, clock, events_url, flush_seconds, flush_bytes,
-            event_filter, registration_poll, assignment_flush_seconds,
+            engine, router, control, controller, metrics, clock, events_url, self.journal_dir, flush_seconds,
+            flush_bytes, event_filter, registration_poll, assignment_flush_seconds,
         )  # fmt: skip
         self.running: _Running | None = None
         self._building = asyncio.Lock()
@@ -274,6 +286,8 @@ class Experiments:
     def used_before(self) -> bool:
         """Whether A/B has state to carry on with: then it is built at start."""
         if self.events_url.startswith("s3://"):
+            return True
+        if self.journal_dir.exists() and any(self.journal_dir.iterdir()):
             return True
         if DirectorySink(Path(self.events_url)).list_keys():
             return True
@@ -341,3 +355,8 @@ class Experiments:
 
 def default_events_url(data_dir: Path) -> str:
     return str(data_dir / "ab-events")
+
+
+def journal_dir(data_dir: Path) -> Path:
+    """Where the A/B event journal lives: always local, whatever the sink."""
+    return data_dir / "ab-journal"

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,10 @@ def _post_json(url: str, path: str, payload: dict[str, Any]) -> tuple[int, dict[
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(
-        url.rstrip("/") + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
+    # X-Amz-Date: /promote and /register are administrative and take the AWS protocols' headers only.
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {"Content-Type": "application/json", "X-Amz-Date": stamp}
+    req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(payload).encode(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -133,13 +135,14 @@ def _cmd_ab_stats(args: argparse.Namespace) -> int:
         return 0
     print(f"experiment {body.get('experiment_id')} on {args.name} ({body.get('strategy')})")
     print(
-        f"{'variant':<20} {'invocations':>11} {'conversions':>11} {'rate':>7}  {'95% interval':<17} "
+        f"{'variant':<20} {'invocations':>11} {'errors':>7} {'conversions':>11} {'rate':>7}  {'95% interval':<17} "
         f"{'P(best)':>7} {'exp. loss':>9}"
     )
     for v in body.get("variant_metrics", []):
         lo, hi = v["credible_interval"]
         print(
-            f"{v['variant_name']:<20} {v['invocation_count']:>11} {v['conversion_count']:>11} "
+            f"{v['variant_name']:<20} {v['invocation_count']:>11} {v.get('error_count', 0):>7} "
+            f"{v['conversion_count']:>11} "
             f"{v['rate']:>7.4f}  [{lo:.4f}, {hi:.4f}]  {v['prob_best']:>7.3f} {v['expected_loss']:>9.5f}"
         )
     print(f"verdict: {body.get('verdict')}")

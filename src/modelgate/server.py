@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from modelgate.ab_gateway import Experiments, default_events_url
+from modelgate.ab_gateway import Experiments, default_events_url, journal_dir
 from modelgate.api.app import App, Route
 from modelgate.api.awsjson import JsonRpcService
 from modelgate.api.http import Request, Send, send_response
@@ -145,7 +145,7 @@ def build(settings: Settings) -> Server:
     experiments = Experiments(
         engine, router, control, controller, metrics.metrics, clock,
         settings.ab_events_url or default_events_url(data), settings.ab_flush_seconds, settings.ab_flush_bytes,
-        EventFilter.from_config(settings.ab_filter_source_ips, settings.ab_filter_user_agents),
+        EventFilter.from_config(settings.ab_filter_source_ips, settings.ab_filter_user_agents), journal_dir(data),
     )  # fmt: skip
     json_services: dict[str, JsonRpcService] = {
         "SageMaker": build_sagemaker(control),

@@ -22,7 +22,9 @@ class Api:
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     def post(self, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        self.conn.request("POST", path, json.dumps(payload), {"Content-Type": "application/json"})
+        # X-Amz-Date: /register and /promote are administrative and take requests of the AWS protocols only.
+        headers = {"Content-Type": "application/json", "X-Amz-Date": "20260101T000000Z"}
+        self.conn.request("POST", path, json.dumps(payload), headers)
         resp = self.conn.getresponse()
         return resp.status, json.loads(resp.read() or b"{}")
 
@@ -65,9 +67,10 @@ def test_api_status_codes_and_errors(server_factory: Any, echo_image: str) -> No
     status, manual = api.post("/invocation", {"endpoint_name": "ab", "user_id": "u2", "data": "x",
                                                "content_type": "text/csv", "endpoint_variant": "B"})
     assert status == 202 and manual["endpoint_variant"] == "B"
-    status, conv = api.post("/conversion", {"endpoint_name": "ab", "user_id": "u1", "reward": 1})
-    assert status in (200, 201, 202), conv
-    status, err = api.post("/conversion", {"endpoint_name": "ab", "user_id": "u1", "reward": 7})
+    conversion = {"endpoint_name": "ab", "user_id": "u1", "inference_id": again["inference_id"]}
+    status, conv = api.post("/conversion", {**conversion, "reward": 1})
+    assert status == 200, conv
+    status, err = api.post("/conversion", {**conversion, "reward": 7})
     assert status == 400 and err["code"] and "reward" in err["message"].lower()
     status, err = api.post("/invocation", {"endpoint_name": "nope", "user_id": "u1", "data": "x"})
     assert status >= 400 and "code" in err and "message" in err
@@ -164,8 +167,8 @@ def test_assignments_survive_a_kill_and_a_graceful_stop_writes_everything(
                                                  "content_type": "text/csv"})  # fmt: skip
         assert (status, body["endpoint_variant"]) == (200, variant), (user, body)
     variant, inference_id = served["u0"]
-    # Credited by the served record written before the kill (no user id: only that record can say).
-    status, body = api.post("/conversion", {"endpoint_name": "sticky", "inference_id": inference_id})
+    # Credited by the served record written before the kill.
+    status, body = api.post("/conversion", {"endpoint_name": "sticky", "user_id": "u0", "inference_id": inference_id})
     assert (status, body["endpoint_variant"]) == (200, variant), body
     deadline = time.monotonic() + 15
     while True:  # the conversion is counted for that variant once its event file is folded

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelgate.errors import ModelError, ValidationError
+from modelgate.errors import ModelError, ServiceUnavailable, ValidationError
 from modelgate.experiments.assignments import Assignment, AssignmentStore, Served
 from modelgate.experiments.entities import Experiment, ExperimentParams, VariantCounts, VariantSpec
 from modelgate.experiments.errors import StoreUnavailable
@@ -246,6 +246,7 @@ class FakeResult:
     status: int
     body: bytes
     content_type: str
+    error: ModelError | None = None
 
 
 @dataclass
@@ -262,7 +263,9 @@ class FakeGateway:
     """Both the Invoker and the EndpointCatalog of one or more endpoints.
 
     Without a target variant it chooses by the endpoint's current weights with its own seeded
-    generator, as SageMaker does. ``model_error`` makes every invocation fail as a container error.
+    generator, as SageMaker does. ``model_error`` makes every invocation fail as a container error, and
+    ``failing`` the invocations of the variants it names; ``unavailable`` names variants with no healthy
+    instance (ServiceUnavailable before anything runs).
     """
 
     def __init__(self, endpoints: Mapping[str, Sequence[tuple[str, float]]], tags: Mapping[str, Mapping[str, str]]):
@@ -271,6 +274,8 @@ class FakeGateway:
         self.calls: list[FakeCall] = []
         self.weight_updates: list[tuple[str, dict[str, float]]] = []
         self.model_error = False
+        self.failing: set[str] = set()
+        self.unavailable: set[str] = set()
         self._rng = np.random.default_rng(99)
 
     async def invoke(
@@ -286,8 +291,6 @@ class FakeGateway:
         if endpoint_name not in self.endpoints:
             raise ValidationError(f"Endpoint {endpoint_name} not found.")
         variants = self.endpoints[endpoint_name]
-        if self.model_error:
-            raise ModelError("Received server error (500) from model", 500, "boom", "arn:log")
         if target_variant is None:
             weights = np.array([w for _, w in variants], dtype=float)
             variant = variants[int(self._rng.choice(len(variants), p=weights / weights.sum()))][0]
@@ -295,6 +298,11 @@ class FakeGateway:
             raise ValidationError(f"Variant {target_variant} not found for endpoint {endpoint_name}.")
         else:
             variant = target_variant
+        if variant in self.unavailable:
+            raise ServiceUnavailable(f"Variant {variant} of endpoint {endpoint_name} has no healthy instance")
+        if self.model_error or variant in self.failing:
+            error = ModelError("Received server error (500) from model", 500, "boom", "arn:log")
+            return FakeResult(variant, 500, b"", "", error)
         answer = json.dumps({"variant": variant, "echo": body.decode()}).encode()
         return FakeResult(variant, 200, answer, "application/json")
 

@@ -14,7 +14,8 @@ from modelgate.experiments.aggregator import NAMESPACE, Aggregator
 from modelgate.experiments.assignments import Assignment, Served
 from modelgate.experiments.entities import ExperimentParams, VariantCounts, VariantSpec
 from modelgate.experiments.errors import StoreUnavailable
-from modelgate.experiments.events import Event, EventBuffer, EventFilter
+from modelgate.experiments.events import Event, EventFilter
+from modelgate.experiments.journal import EventJournal
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
 
@@ -65,6 +66,16 @@ def test_counts_invocations_conversions_and_rewards(world: Any) -> None:
     ]  # fmt: skip
     assert {p[0] for p in metrics.points} == {NAMESPACE}
     assert {p[2]["EndpointName"] for p in metrics.points} == {"ep"}
+
+
+def test_d5_a_failed_invocation_counts_as_an_invocation_with_no_reward_and_an_error(world: Any) -> None:
+    sink, store, assignments, clock = world
+    metrics = RecordingMetrics()
+    failed = [ev("invocation", "B", i, error="ModelError") for i in range(3)]
+    put_file(sink, "f1.jsonl.gz", [ev("invocation", "A", 10), ev("conversion", "A", 10), *failed])
+    Aggregator(sink, store, clock, assignments=assignments, metrics=metrics).run_once()
+    assert store.counts(1) == {"A": VariantCounts(1, 1, 1.0, 0), "B": VariantCounts(3, 0, 0.0, 3)}
+    assert ("Errors", "B", 3.0) in [(p[1], p[2]["VariantName"], p[3]) for p in metrics.points]
 
 
 def test_filtered_malformed_and_unattributable_events_do_not_count(world: Any) -> None:
@@ -172,7 +183,7 @@ def write_events(tmp_path: Path, clock: FakeClock) -> tuple[int, int]:
     engine, store, _, sink = sql_world(tmp_path)
     store.start("ep", ExperimentParams(), SPECS, T0 - 100)
     size = len(ev("invocation", "A", 0).to_json()) + 1
-    buf = EventBuffer(sink, clock, max_bytes=40 * size, writer_id="before-crash")
+    buf = EventJournal(tmp_path / "journal", sink, clock, max_bytes=40 * size, writer_id="before-crash")
     for i in range(100):
         buf.append(ev("invocation", "AB"[i % 2], i))
         if i % 4 == 0:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import numpy as np
 import pytest
-from starlette.types import ASGIApp, Message
 
 from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.http import create_app
@@ -39,26 +39,45 @@ class Env:
         )  # fmt: skip
         self.app = create_app(self.service, max_body_bytes=10_000)
 
-    def post(self, path: str, body: Any, *, method: str = "POST", raw: bytes | None = None) -> tuple[int, Any]:
+    def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        method: str = "POST",
+        raw: bytes | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        query: bytes = b"",
+    ) -> tuple[int, Any]:
         data = raw if raw is not None else json.dumps(body).encode()
-        status, payload = asyncio.run(call(self.app, method, path, data))
+        status, payload = asyncio.run(call(self.app, method, path, data, headers, query))
         return status, json.loads(payload) if payload else None
 
 
-async def call(app: ASGIApp, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+async def call(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    query: bytes = b"",
+) -> tuple[int, bytes]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"user-agent", b"notebook/1.0")],
+        "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
+        "headers": headers if headers is not None else [
+            (b"content-type", b"application/json"), (b"user-agent", b"notebook/1.0"),
+            (b"x-amz-date", b"20260101T000000Z"),
+        ],
         "client": ("10.9.8.7", 50000), "server": ("testserver", 80),
     }  # fmt: skip
-    inbox: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[Message] = []
+    inbox: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
 
-    async def receive() -> Message:
+    async def receive() -> dict[str, Any]:
         return inbox.pop(0) if inbox else {"type": "http.disconnect"}
 
-    async def send(message: Message) -> None:
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
@@ -101,11 +120,12 @@ def test_manual_and_fallback_are_202(env: Env) -> None:
 
 def test_conversion_round_trip_and_reward_as_string(env: Env) -> None:
     _, served = env.post("/invocation", {"endpoint_name": "ep", "data": "x", "user_id": "u1"})
-    status, out = env.post("/conversion", {"endpoint_name": "ep", "user_id": "u1", "reward": "0.5"})
+    conversion = {"endpoint_name": "ep", "user_id": "u1", "inference_id": served["inference_id"], "reward": "0.5"}
+    status, out = env.post("/conversion", conversion)
     assert status == 200
     assert out == {
         "strategy": "ThompsonSampling", "endpoint_name": "ep", "endpoint_variant": served["endpoint_variant"],
-        "inference_id": out["inference_id"], "user_id": "u1", "reward": 0.5,
+        "inference_id": served["inference_id"], "user_id": "u1", "reward": 0.5,
     }  # fmt: skip
 
 
@@ -114,7 +134,15 @@ def test_conversion_round_trip_and_reward_as_string(env: Env) -> None:
     [
         ("/conversion", {"endpoint_name": "ep", "user_id": "u1", "reward": 2}, 400, "InvalidReward", "reward"),
         ("/conversion", {"endpoint_name": "ep", "user_id": "u1", "reward": "lots"}, 400, "InvalidReward", "reward"),
-        ("/conversion", {"endpoint_name": "ep", "user_id": "nobody"}, 404, "AssignmentNotFound", "not credited"),
+        (
+            "/conversion",
+            {"endpoint_name": "ep", "user_id": "u1"},
+            400,
+            "InvalidRequest",
+            "inference_id and the user_id",
+        ),
+        ("/conversion", {"endpoint_name": "ep", "endpoint_variant": "A"}, 400, "InvalidRequest", "any variant"),
+        ("/conversion", {"endpoint_name": "ep", "user_id": "u1", "inference_id": "x"}, 404, "InferenceNotFound", "x"),
         ("/stats", {"endpoint_name": "other"}, 404, "ExperimentNotFound", "Endpoint other not found"),
         ("/invocation", {"data": "x"}, 400, "InvalidRequest", "Require endpoint name in body"),
         ("/invocation", [1, 2], 400, "InvalidRequest", "Require HTTP POST with json body"),
@@ -139,7 +167,7 @@ def test_malformed_json_wrong_method_and_oversized_bodies(env: Env) -> None:
     assert env.post("/invocation", None, raw=b"{nope") == (
         400, {"code": "InvalidRequest", "message": "Require HTTP POST with json body"},
     )  # fmt: skip
-    status, out = env.post("/stats", {"endpoint_name": "ep"}, method="GET")
+    status, out = env.post("/stats", {"endpoint_name": "ep"}, method="DELETE")
     assert (status, out["code"]) == (405, "MethodNotAllowed")
     status, out = env.post("/invocation", {"endpoint_name": "ep", "data": "x" * 20_000})
     assert (status, out["code"]) == (413, "ValidationError")
@@ -193,4 +221,83 @@ def test_with_starlette_testclient(env: Env) -> None:
     with TestClient(env.app) as client:
         response = client.post("/invocation", json={"endpoint_name": "ep", "data": "x", "user_id": "u1"})
         assert response.status_code == 201
-        assert client.post("/conversion", json={"endpoint_name": "ep", "user_id": "u1"}).status_code == 200
+        inference = response.json()["inference_id"]
+        converted = client.post("/conversion", json={"endpoint_name": "ep", "user_id": "u1", "inference_id": inference})
+        assert converted.status_code == 200
+
+
+JSON = (b"content-type", b"application/json")
+ADMIN = (b"x-amz-date", b"20260101T000000Z")
+
+
+@pytest.mark.parametrize("path", ["/invocation", "/conversion", "/register", "/promote"])
+@pytest.mark.parametrize(
+    "content_type", [b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data", None]
+)
+def test_d9_ab_state_changing_routes_refuse_cors_simple_requests(
+    env: Env, path: str, content_type: bytes | None
+) -> None:
+    """What a web page can send cross-origin without a preflight is refused before anything runs."""
+    _, served = env.post("/invocation", {"endpoint_name": "ep", "data": "x", "user_id": "u1"})
+    before = len(env.events.events), list(env.gateway.weight_updates)
+    body = {"endpoint_name": "ep", "data": "x", "user_id": "u1", "inference_id": served["inference_id"],
+            "endpoint_variant": "A"}  # fmt: skip
+    headers = [ADMIN, (b"user-agent", b"browser")] + ([(b"content-type", content_type)] if content_type else [])
+    status, out = env.post(path, body, headers=headers)
+    assert (status, out["code"]) == (415, "UnsupportedMediaType")
+    assert "requires Content-Type: application/json" in out["message"]
+    assert (len(env.events.events), env.gateway.weight_updates) == before
+
+
+@pytest.mark.parametrize("path", ["/register", "/promote"])
+def test_d5b_administrative_routes_need_an_aws_protocol_header(env: Env, path: str) -> None:
+    status, out = env.post(path, {"endpoint_name": "ep", "endpoint_variant": "A"}, headers=[JSON])
+    assert (status, out["code"]) == (403, "AccessDenied")
+    assert "administrative" in out["message"] and env.gateway.weight_updates == []
+    for header in (b"authorization", b"x-amz-date", b"x-amz-target"):
+        status, _ = env.post(path, {"endpoint_name": "ep", "endpoint_variant": "A"}, headers=[JSON, (header, b"x")])
+        assert status in (200, 201), header
+        env.post(
+            "/register", {"endpoint_name": "ep", "strategy": "UCB1" if header == b"authorization" else "EpsilonGreedy"}
+        )
+
+
+def test_d9_ab_stats_is_read_only_and_needs_no_json_content_type(env: Env) -> None:
+    status, out = env.post("/stats", {"endpoint_name": "ep"}, headers=[(b"content-type", b"text/plain")])
+    assert (status, out["endpoint_name"]) == (200, "ep")
+    status, out = env.post("/stats", None, method="GET", raw=b"", headers=[], query=b"endpoint_name=ep")
+    assert (status, [m["variant_name"] for m in out["variant_metrics"]]) == (200, ["A", "B"])
+    status, out = env.post("/stats", None, method="GET", raw=b"", headers=[])
+    assert (status, out["code"]) == (400, "InvalidRequest")
+
+
+def test_d5_stats_show_errors_per_variant(env: Env) -> None:
+    _, out = env.post("/stats", {"endpoint_name": "ep"})
+    assert [m["error_count"] for m in out["variant_metrics"]] == [0, 0]
+
+
+def test_d16_a_client_that_disconnects_mid_body_is_logged_once_without_a_traceback(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    scope = {
+        "type": "http", "method": "POST", "path": "/invocation", "query_string": b"",
+        "headers": [JSON], "client": ("10.9.8.7", 50000),
+    }  # fmt: skip
+    inbox: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"endpoint_name": "ep", "da', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(env.app(scope, receive, send))
+    assert sent == [] and env.gateway.calls == []
+    (record,) = [r for r in caplog.records if "experiments" in r.name]
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert "went away before its body was complete" in record.getMessage()

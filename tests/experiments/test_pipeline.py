@@ -10,7 +10,8 @@ from sqlalchemy import create_engine
 from modelgate.clock import SystemClock
 from modelgate.experiments.aggregator import Aggregator
 from modelgate.experiments.entities import ExperimentParams, VariantCounts, VariantSpec
-from modelgate.experiments.events import Event, EventBuffer
+from modelgate.experiments.events import Event
+from modelgate.experiments.journal import EventJournal
 from modelgate.experiments.pipeline import run_pipeline
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.experiments.sqlstore import SqlExperimentStore, create_tables
@@ -30,7 +31,7 @@ def test_events_are_flushed_and_folded_in_the_background_and_on_stop(tmp_path: P
     experiment = store.start("ep", ExperimentParams(), (VariantSpec("A", 1.0),), SystemClock().now() - 10)
     clock = SystemClock()
     sink = DirectorySink(tmp_path / "events")
-    buffer = EventBuffer(sink, clock, max_age=0.05)
+    buffer = EventJournal(tmp_path / "journal", sink, clock, max_age=0.05)
     aggregator = Aggregator(sink, store, clock)
 
     async def scenario() -> tuple[VariantCounts, VariantCounts]:
@@ -43,7 +44,7 @@ def test_events_are_flushed_and_folded_in_the_background_and_on_stop(tmp_path: P
             if store.counts(experiment.id)["A"].invocations == 3:
                 break
         in_background = store.counts(experiment.id)["A"]
-        buffer.append(invocation(experiment.id, "A", 99))  # still buffered when we stop
+        buffer.append(invocation(experiment.id, "A", 99))  # still in the open segment when we stop
         stop.set()
         await task
         return in_background, store.counts(experiment.id)["A"]

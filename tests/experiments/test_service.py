@@ -14,18 +14,24 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine
 
-from modelgate.errors import ModelError, ModelgateError
+from modelgate.errors import ModelError, ModelgateError, ServiceUnavailable, ValidationError
 from modelgate.experiments.analysis import design_of
 from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.assignments import DAY, Assignment, AssignmentStore
 from modelgate.experiments.entities import ExperimentParams, Strategy, VariantCounts, VariantSpec
 from modelgate.experiments.errors import (
-    AssignmentNotFound,
+    AlreadyConverted,
+    DuplicateInferenceId,
     ExperimentNotFound,
+    InferenceFailed,
+    InferenceNotFound,
+    InferenceUserMismatch,
     InvalidParameter,
+    InvalidRequest,
     InvalidReward,
     InvalidStrategy,
     NoWinner,
+    StoreUnavailable,
     UnknownVariant,
     VariantMismatch,
 )
@@ -241,7 +247,7 @@ def test_fallback_uses_the_endpoint_weights_and_is_recorded(broken: str) -> None
         w.experiments.fail = True
     elif broken == "unregistered":
         w.service.deregister("ep")
-    out = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    out = run(w.service.invoke("ep", b"{}", user_id="u1"))
     assert (out.status, out.strategy, out.target_variant) == (202, "Fallback", None)
     assert out.endpoint_variant in {"A", "B"}
     assert w.gateway.calls[-1].target_variant is None
@@ -249,20 +255,45 @@ def test_fallback_uses_the_endpoint_weights_and_is_recorded(broken: str) -> None
     assert (e.strategy, e.target_variant, e.endpoint_variant) == ("Fallback", None, out.endpoint_variant)
 
 
-def test_invocation_errors_pass_through_and_log_nothing(w: World) -> None:
-    w.gateway.model_error = True
+def test_d5_a_failed_invocation_is_counted_against_its_variant_and_never_credited(w: World) -> None:
+    """The caller gets the model's error; the event log gets an invocation of the variant that failed, with
+    its error code (a trial with no reward); the inference is recorded as failed, so no conversion counts."""
+    w.gateway.failing = {"A", "B"}
     with pytest.raises(ModelError) as info:
-        run(w.service.invoke("ep", b"{}", user_id="u1"))
+        run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
     assert info.value.status == 424
+    (e,) = w.events.events
+    assert (e.type, e.endpoint_variant, e.error, e.reward, e.inference_id) == (
+        "invocation", e.target_variant, "ModelError", None, "i1",
+    )  # fmt: skip
+    with pytest.raises(InferenceFailed) as refused:
+        run(w.service.convert("ep", user_id="u1", inference_id="i1"))
+    assert (refused.value.status, refused.value.code) == (409, "InferenceFailed")
+    assert "failed" in refused.value.message and len(w.events.events) == 1
+
+
+def test_d5_an_assigned_variant_without_a_healthy_instance_is_a_failure_of_that_variant(w: World) -> None:
+    w.gateway.unavailable = {"A", "B"}
+    with pytest.raises(ServiceUnavailable):
+        run(w.service.invoke("ep", b"{}", user_id="u1"))
+    (e,) = w.events.events
+    assert (e.error, e.endpoint_variant) == ("ServiceUnavailable", e.target_variant)
+
+
+def test_errors_before_any_variant_runs_pass_through_and_log_nothing(w: World) -> None:
+    with pytest.raises(ValidationError):
+        run(w.service.invoke("nope", b"{}", user_id="u1"))
     assert w.events.events == []
 
 
-def test_a_failing_event_log_does_not_fail_the_invocation(w: World) -> None:
+def test_d7_an_event_that_cannot_be_made_durable_fails_the_request(w: World) -> None:
     def broken(_: object) -> None:
-        raise OSError("disk full")
+        raise StoreUnavailable("the A/B event log cannot be written: No space left on device")
 
     w.events.append = broken  # type: ignore[method-assign,assignment]
-    assert run(w.service.invoke("ep", b"{}", user_id="u1")).status == 201
+    with pytest.raises(StoreUnavailable):
+        run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert w.cache.peek_served("ep", "i1", w.clock.now()) is None  # not acknowledged: not creditable
 
 
 # --- conversion ---------------------------------------------------------------------------------------
@@ -270,7 +301,7 @@ def test_a_failing_event_log_does_not_fail_the_invocation(w: World) -> None:
 
 def test_conversion_is_credited_to_the_variant_that_served_the_inference(w: World) -> None:
     served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="B"))
-    out = run(w.service.convert("ep", inference_id="i1", reward=0.5))  # no user id at all
+    out = run(w.service.convert("ep", user_id="u1", inference_id="i1", reward=0.5))
     assert (out.status, out.endpoint_variant, out.reward, out.strategy) == (200, served.endpoint_variant, 0.5, "Manual")
     e = w.events.events[-1]
     assert (e.type, e.endpoint_variant, e.target_variant, e.reward, e.inference_id) == (
@@ -278,61 +309,116 @@ def test_conversion_is_credited_to_the_variant_that_served_the_inference(w: Worl
     )  # fmt: skip
 
 
-def test_conversion_by_user_assignment_with_the_default_reward(w: World) -> None:
+def test_conversion_with_the_default_reward(w: World) -> None:
     first = run(w.service.invoke("ep", b"{}", user_id="u1"))
-    out = run(w.service.convert("ep", user_id="u1"))
-    assert (out.status, out.endpoint_variant, out.reward) == (200, first.endpoint_variant, 1.0)
+    out = run(w.service.convert("ep", user_id="u1", inference_id=first.inference_id))
+    assert (out.status, out.endpoint_variant, out.reward, out.strategy) == (
+        200, first.endpoint_variant, 1.0, "WeightedSampling",
+    )  # fmt: skip
 
 
-def test_a_conversion_from_an_unknown_user_is_refused_not_drawn(w: World) -> None:
-    with pytest.raises(AssignmentNotFound) as info:
-        run(w.service.convert("ep", user_id="stranger"))
-    assert (info.value.code, info.value.status) == ("AssignmentNotFound", 404)
-    assert w.stored("stranger") is None
-    assert w.events.events == []
+@pytest.mark.parametrize(
+    ("ids", "error", "status", "message"),
+    [
+        ({"user_id": "u1"}, InvalidRequest, 400, "must name the inference_id and the user_id"),
+        ({"inference_id": "i1"}, InvalidRequest, 400, "must name the inference_id and the user_id"),
+        ({}, InvalidRequest, 400, "could credit any variant"),
+        ({"user_id": "u1", "inference_id": "forged"}, InferenceNotFound, 404, "was not served on endpoint ep"),
+        ({"user_id": "mallory", "inference_id": "i1"}, InferenceUserMismatch, 403, "not issued to user_id 'mallory'"),
+    ],
+)
+def test_d5b_a_conversion_must_name_an_inference_issued_to_its_user(
+    w: World, ids: dict[str, str], error: type[ModelgateError], status: int, message: str
+) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    with pytest.raises(error) as info:
+        run(w.service.convert("ep", **ids))
+    assert (info.value.status, info.value.code) == (status, error.code)
+    assert message in info.value.message
+    assert [e.type for e in w.events.events] == ["invocation"]  # nothing counted
+    with pytest.raises(InvalidRequest, match="could credit any variant"):
+        run(w.service.convert("ep", endpoint_variant="A"))  # the anchor's id-less "manual" conversion
+
+
+def test_d5b_one_reward_per_inference_unless_the_experiment_allows_more(w: World) -> None:
+    served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert run(w.service.convert("ep", user_id="u1", inference_id="i1")).status == 200
+    with pytest.raises(AlreadyConverted) as info:
+        run(w.service.convert("ep", user_id="u1", inference_id="i1"))
+    assert (info.value.status, info.value.code) == (409, "AlreadyConverted")
+    assert "allows 1" in info.value.message
+    assert [e.type for e in w.events.events] == ["invocation", "conversion"]
+    w.service.register("ep", ExperimentParams(strategy=Strategy.WEIGHTED_SAMPLING, max_rewards_per_inference=2))
+    again = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i2"))
+    for _ in range(2):
+        assert run(w.service.convert("ep", user_id="u1", inference_id="i2")).endpoint_variant == again.endpoint_variant
+    with pytest.raises(AlreadyConverted):
+        run(w.service.convert("ep", user_id="u1", inference_id="i2"))
+    assert served.endpoint_variant in {"A", "B"}
+
+
+def test_d5b_concurrent_repeats_of_one_conversion_count_once() -> None:
+    w = make_world(loaded=False)
+    w.service.register("ep")
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    assert run(w.cache.flush())
+    restarted = w.restart(loaded=False)  # the served record is in the store only: every conversion reads it
+
+    async def together() -> list[str]:
+        tries = [restarted.service.convert("ep", user_id="u1", inference_id="i1") for _ in range(5)]
+        outs = await asyncio.gather(*tries, return_exceptions=True)
+        return sorted(type(o).__name__ for o in outs)
+
+    assert run(together()) == ["AlreadyConverted"] * 4 + ["ConversionOutcome"]
+    assert [e.type for e in restarted.events.events] == ["conversion"]
+
+
+def test_d5b_a_reused_inference_id_is_refused(w: World) -> None:
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    with pytest.raises(DuplicateInferenceId) as info:
+        run(w.service.invoke("ep", b"{}", user_id="u2", inference_id="i1"))
+    assert (info.value.status, info.value.code) == (409, "DuplicateInferenceId")
+    assert len(w.events.events) == 1
 
 
 def test_manual_conversion_must_match_the_serving_variant(w: World) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1", endpoint_variant="A"))
-    assert run(w.service.convert("ep", inference_id="i1", endpoint_variant="A")).status == 202
     with pytest.raises(VariantMismatch) as info:
-        run(w.service.convert("ep", inference_id="i1", endpoint_variant="B"))
+        run(w.service.convert("ep", user_id="u1", inference_id="i1", endpoint_variant="B"))
     assert info.value.status == 400
+    assert run(w.service.convert("ep", user_id="u1", inference_id="i1", endpoint_variant="A")).status == 202
 
 
 @pytest.mark.parametrize("reward", [1.5, -0.1, math.nan, math.inf, True, "1"])
 def test_rewards_outside_zero_one_are_refused(w: World, reward: Any) -> None:
-    run(w.service.invoke("ep", b"{}", user_id="u1"))
+    run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
     with pytest.raises(InvalidReward) as info:
-        run(w.service.convert("ep", user_id="u1", reward=reward))
+        run(w.service.convert("ep", user_id="u1", inference_id="i1", reward=reward))
     assert (info.value.code, info.value.status) == ("InvalidReward", 400)
     assert [e.type for e in w.events.events] == ["invocation"]
 
 
-def test_conversion_falls_back_when_the_store_fails_and_memory_cannot_answer(w: World) -> None:
+def test_a_conversion_is_refused_when_the_store_fails_and_memory_cannot_answer(w: World) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
     restarted = w.restart()  # memory holds the user's assignment again, not the served record
     w.assignments.fail = True
-    out = run(restarted.service.convert("ep", user_id="u1", inference_id="i1"))
-    assert (out.status, out.strategy, out.endpoint_variant) == (202, "Fallback", None)
-    e = restarted.events.events[-1]
-    assert (e.type, e.strategy, e.endpoint_variant, e.user_id, e.inference_id) == (
-        "conversion", "Fallback", None, "u1", "i1",
-    )  # fmt: skip
+    with pytest.raises(StoreUnavailable):
+        run(restarted.service.convert("ep", user_id="u1", inference_id="i1"))
+    assert restarted.events.events == []  # nothing counted: the caller may retry
 
 
 def test_a_conversion_right_after_its_invocation_is_credited_before_any_write(w: World) -> None:
     """The served record is still in the cache's backlog (here the store even refuses every call)."""
     w.assignments.fail = True
-    served = run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
+    served = run(w.service.invoke("ep", b"{}", user_id="u1"))  # an id it issues: no store read to check it
     assert served.status == 201  # memory holds every assignment (loaded at start): no store read needed
-    out = run(w.service.convert("ep", inference_id="i1", reward=0.25))
+    out = run(w.service.convert("ep", user_id="u1", inference_id=served.inference_id, reward=0.25))
     assert (out.status, out.endpoint_variant, out.reward) == (200, served.endpoint_variant, 0.25)
-    by_user = run(w.service.convert("ep", user_id="u1"))
-    assert (by_user.status, by_user.endpoint_variant) == (200, served.endpoint_variant)
-    assert w.assignments.batches == 0 and w.cache.backlog == 2
+    assert w.assignments.batches == 0 and w.cache.backlog == 2  # the assignment; the served record, marked
     w.assignments.fail = False
-    assert w.stored("u1") is not None and w.assignments.served("ep", "i1", w.clock.now()) is not None
+    assert w.stored("u1") is not None  # writes what the cache holds
+    stored = w.assignments.served("ep", served.inference_id, w.clock.now())
+    assert stored is not None and stored.conversions == 1
 
 
 def test_a_returning_user_keeps_the_variant_across_a_restart(w: World) -> None:
@@ -342,7 +428,9 @@ def test_a_returning_user_keeps_the_variant_across_a_restart(w: World) -> None:
         restarted = w.restart(loaded=loaded)
         again = run(restarted.service.invoke("ep", b"{}", user_id="u1"))
         assert (again.status, again.endpoint_variant) == (200, first.endpoint_variant)
-        out = run(restarted.service.convert("ep", inference_id="i1"))
+        inference = f"i{loaded}"
+        run(restarted.service.invoke("ep", b"{}", user_id="u1", inference_id=inference))
+        out = run(restarted.service.convert("ep", user_id="u1", inference_id=inference))
         assert (out.status, out.endpoint_variant) == (200, first.endpoint_variant)
 
 
@@ -387,8 +475,9 @@ def test_the_invocation_path_calls_no_store_on_the_event_loop(loaded: bool, back
         assert (back.status, back.endpoint_variant) == (200, "B")
         new = await service.invoke("ep", b"{}", user_id="new")
         assert new.status == 201
-        assert (await service.convert("ep", inference_id=back.inference_id)).endpoint_variant == "B"
-        assert (await service.convert("ep", user_id="new")).endpoint_variant == new.endpoint_variant
+        assert (await service.convert("ep", user_id="back", inference_id=back.inference_id)).endpoint_variant == "B"
+        converted = await service.convert("ep", user_id="new", inference_id=new.inference_id)
+        assert converted.endpoint_variant == new.endpoint_variant
         stop.set()
         await writer  # writes what is left
         return store, back.inference_id
@@ -527,3 +616,27 @@ def test_a_failed_refresh_of_the_experiment_leads_to_fallback_on_the_next_reques
         return strategies
 
     assert run(scenario()) == ["WeightedSampling", "WeightedSampling", "Fallback", "WeightedSampling"]
+
+
+def test_d7_restore_rebuilds_what_the_write_behind_lost_in_a_kill(w: World) -> None:
+    """Nothing reached the store (the kill came before the write-behind); the journal's events bring back
+    the assignments, the served records and the conversion marks."""
+    first = run(w.service.invoke("ep", b"{}", user_id="u1"))
+    second = run(w.service.invoke("ep", b"{}", user_id="u2"))
+    w.gateway.failing = {"A", "B"}
+    with pytest.raises(ModelError):
+        run(w.service.invoke("ep", b"{}", user_id="u3", inference_id="i3"))
+    w.gateway.failing = set()
+    run(w.service.convert("ep", user_id="u1", inference_id=first.inference_id))
+    assert w.assignments.batches == 0  # killed: the cache's backlog is gone with the process
+    restarted = w.restart()
+    assert restarted.service.restore(w.events.events) == 3 + 3  # served records; assignments of u1, u2, u3
+    with pytest.raises(AlreadyConverted):
+        run(restarted.service.convert("ep", user_id="u1", inference_id=first.inference_id))
+    with pytest.raises(InferenceFailed):
+        run(restarted.service.convert("ep", user_id="u3", inference_id="i3"))
+    assert run(restarted.service.convert("ep", user_id="u2", inference_id=second.inference_id)).status == 200
+    again = run(restarted.service.invoke("ep", b"{}", user_id="u2", inference_id="i4"))
+    assert (again.status, again.endpoint_variant) == (200, second.endpoint_variant)
+    assert run(restarted.cache.flush())
+    assert w.restart().service.restore(w.events.events) == 0  # a second start: nothing left to restore

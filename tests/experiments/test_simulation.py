@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event
 from modelgate.experiments.aggregator import Aggregator
 from modelgate.experiments.assignment_cache import AssignmentCache
 from modelgate.experiments.entities import ExperimentParams, Strategy
-from modelgate.experiments.events import EventBuffer
+from modelgate.experiments.journal import EventJournal
 from modelgate.experiments.service import ExperimentService
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
@@ -44,7 +44,7 @@ async def simulate(tmp_path: Path, users: int) -> list[str]:
     gateway = FakeGateway({"ep": [(v, 1.0) for v in RATES]}, {})
     clock = FakeClock()
     sink = DirectorySink(tmp_path / "events")
-    buffer = EventBuffer(sink, clock, max_age=1.0)
+    buffer = EventJournal(tmp_path / "journal", sink, clock, max_age=1.0)
     cache = AssignmentCache(assignments, clock)
     cache.load(clock.now())
     service = ExperimentService(

@@ -223,3 +223,26 @@ def test_the_portable_upsert_path_used_by_other_databases(tmp_path: Path) -> Non
     assert SqlAssignmentStore(engine).get("u", "ep") == Assignment("u", "ep", "C", 1.0)
     assert SqlAssignmentStore(engine).get("v", "ep") == Assignment("v", "ep", "A", 1.0)
     engine.dispose()
+
+
+def test_a_data_directory_from_before_the_error_and_reward_columns_is_upgraded(tmp_path: Path) -> None:
+    """``create_tables`` adds the columns added since (errors per variant, max rewards per inference, a
+    served inference's failure and conversions) to an older database, with their defaults."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    create_tables(engine)
+    with engine.begin() as conn:
+        for table, column in (("ab_variants", "errors"), ("ab_experiments", "max_rewards"),
+                              ("ab_served", "failed"), ("ab_served", "conversions")):  # fmt: skip
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        conn.exec_driver_sql(
+            "INSERT INTO ab_served (endpoint_name, inference_id, variant, experiment_id, strategy, user_id, "
+            "expires_at) VALUES ('ep', 'i1', 'A', 1, 'Manual', 'u1', 2e9)"
+        )
+    create_tables(engine)  # the next start
+    experiments = SqlExperimentStore(engine)
+    experiment = experiments.start("ep", ExperimentParams(), (VariantSpec("A", 1.0),), 0.0)
+    assert experiment.params.max_rewards_per_inference == 1
+    assert experiments.counts(experiment.id) == {"A": VariantCounts()}
+    served = SqlAssignmentStore(engine).served("ep", "i1", 0.0)
+    assert served is not None and (served.failed, served.conversions) == (False, 0)
+    engine.dispose()

@@ -29,7 +29,7 @@ def _experiments(data: Path, events_url: str | None = None) -> Experiments:
 
 
 def test_paths_are_the_rest_apis_routes() -> None:
-    assert {r.path for r in ExperimentsApi(cast(Any, None)).routes()} == PATHS
+    assert ExperimentsApi(cast(Any, None)).paths == PATHS
 
 
 def test_use_tables_are_the_stores_tables() -> None:

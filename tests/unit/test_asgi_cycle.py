@@ -191,6 +191,8 @@ def test_receive_resumes_reading_and_send_waits_for_the_transport() -> None:
         assert not sending.done() and transport.written == b""
         cycle.flow.resume_writing()
         await sending
+        assert transport.written == b""  # the head goes out with the first body message, in one write
+        await cycle.send({"type": "http.response.body", "body": b"", "more_body": True})
         assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
 
     asyncio.run(main())

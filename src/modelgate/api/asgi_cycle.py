@@ -10,7 +10,9 @@ state machine, written out so that the gateway no longer imports uvicorn, with t
   once the client is gone or the response is complete; ``100 Continue`` written on the first call when
   the client asked for it; reading resumes on each call (the front pauses it above ``HIGH_WATER_LIMIT``
   bytes of unread body).
-* ``send()``: status line and headers (invalid names or values refused), ``connection: close`` when the
+* ``send()``: status line and headers (invalid names or values refused; written with the first body
+  message, so that a response with one body message is one ``write``, as the InvokeEndpoint path's:
+  a separate write of the head cost a second send and a second wake-up of the client), ``connection: close`` when the
   connection will not be kept alive, chunked transfer-encoding when the app gives neither Content-Length
   nor Transfer-Encoding (not for HEAD, 204, 304), no body for HEAD, a RuntimeError when the body is
   longer or shorter than its Content-Length, and a wait while the transport has paused writing.
@@ -102,6 +104,7 @@ class AsgiCycle:
         "disconnected",
         "expected_content_length",
         "flow",
+        "head",
         "keep_alive",
         "message_event",
         "more_body",
@@ -139,6 +142,7 @@ class AsgiCycle:
         self.more_body = True
         # Response
         self.response_started = False
+        self.head = b""  # the status line and headers, written with the first body message
         self.response_complete = False
         self.chunked_encoding: bool | None = None
         self.expected_content_length = 0
@@ -219,13 +223,16 @@ class AsgiCycle:
             self.chunked_encoding = True
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+        self.head = b"".join(content)
 
     def _body(self, body: bytes, more_body: bool) -> None:
+        head, self.head = self.head, b""
         if self.scope["method"] == "HEAD":
             self.expected_content_length = 0
+            if head:
+                self.transport.write(head)
         elif self.chunked_encoding:
-            content = [b"%x\r\n" % len(body), body, b"\r\n"] if body else []
+            content = [head, b"%x\r\n" % len(body), body, b"\r\n"] if body else [head]
             if not more_body:
                 content.append(b"0\r\n\r\n")
             self.transport.write(b"".join(content))
@@ -233,7 +240,7 @@ class AsgiCycle:
             if len(body) > self.expected_content_length:
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_content_length -= len(body)
-            self.transport.write(body)
+            self.transport.write(head + body if head else body)
         if not more_body:
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")

@@ -10,10 +10,12 @@ Modules, from the pure core outwards:
 - ``backlog`` / ``assignment_cache``: assignments and served records in memory, written behind in
   batches from a worker thread, so that the service does no store I/O on the event loop.
 - ``store`` / ``sqlstore``: experiments, folded counts and looks; the SQLAlchemy implementations.
-- ``events`` / ``sinks``: the JSON-lines event log, its buffer and filter; directory and S3 sinks.
+- ``events`` / ``journal`` / ``sinks``: the JSON-lines events and their filter; the journal that makes
+  each durable before its answer and delivers it; directory and S3 sinks.
+- ``recovery``: after a kill, what the write-behind lost, restored from the journal's events.
 - ``aggregator``: folds event files into counts exactly once and takes the sequential looks.
-- ``pipeline``: the background task that flushes the buffer and runs the aggregator.
+- ``pipeline``: the background task that delivers the journal and runs the aggregator.
 - ``ports``: the Protocols the gateway implements (Invoker, EndpointCatalog, MetricsPublisher).
 - ``service``: invoke, convert, stats, register, promote (the anchor's API semantics).
-- ``http``: Starlette routes over the service.
+- ``http``: the REST routes over the service (plain ASGI); ``guard``: which requests they accept.
 """

@@ -58,6 +58,7 @@ class VariantSummary:
     ci_high: float
     prob_best: float
     expected_loss: float
+    errors: int = 0  # failed invocations (counted in ``invocations``, with no reward)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ def variant_summaries(experiment: Experiment, counts: Mapping[str, VariantCounts
                 high,
                 p_best,
                 loss,
+                c.errors,
             )
         )
     return out

@@ -15,7 +15,7 @@
   the same read, and each sees in memory what the ones that resumed before it wrote.
 * **Writes behind.** :meth:`put` and :meth:`record_served` update memory and append to a
   :class:`~modelgate.experiments.backlog.Backlog`; :meth:`run` (a task on the loop) hands the backlog to
-  a worker thread every ``flush_seconds`` (0.1 s) and the store writes it in one transaction. Batches
+  a worker thread every ``flush_seconds`` (the gateway: 1 s) and the store writes it in one transaction. Batches
   are written one at a time, in order; a key written twice in a batch is written once, with its last
   value. Until its batch is committed a write stays in the backlog, where reads find it first: a
   conversion right after its invocation is credited, and a read after a write sees the write.
@@ -25,12 +25,14 @@
   before newer writes. While the backlog holds ``max_backlog`` writes (100,000) it accepts no more:
   :meth:`put` and :meth:`record_served` raise StoreUnavailable, so the service answers Fallback (for an
   assignment) or logs the served record it could not keep; nothing accepted is dropped.
-* **Durability.** What was committed survives a ``kill -9``. Lost in a kill: the writes accepted since
-  the last committed batch, that is ``flush_seconds`` (0.1 s) of assignments, renewals and served
-  records plus the time the batch in progress takes to commit (10 ms in the median, 104 ms at most at
-  ~1,600 A/B requests/s on a 2-core VM: ~0.2 s of writes at most), and, while the store is failing,
-  the whole backlog. :meth:`run` writes
-  the backlog once more when it stops (graceful shutdown) and logs what it could not write.
+* **Durability.** What was committed survives a ``kill -9``; what the backlog holds dies with the
+  process. Every write in it came with an event, which the event journal holds before the answer, and
+  the gateway restores those writes from the journal at the next start
+  (:mod:`~modelgate.experiments.recovery`); it delivers journal segments only after :meth:`flush` has
+  written everything accepted before (:func:`~modelgate.experiments.pipeline.run_pipeline`). So the
+  gateway writes behind every second (``flush_seconds``), in batches large enough that a row costs a
+  fraction of what it did in small ones. :meth:`run` writes the backlog once more when it stops
+  (graceful shutdown) and logs what it could not write.
 
 :meth:`reader` is a blocking view (memory first, then the store) for worker threads, such as the
 aggregator's. Memory is guarded by a lock, held for dictionary operations only, never across I/O.
@@ -203,6 +205,11 @@ class AssignmentCache:
         if record is not None:
             return record if record.expires_at > now else None
         return await asyncio.to_thread(self._store.served, endpoint_name, inference_id, now)
+
+    def peek_served(self, endpoint_name: str, inference_id: str, now: float) -> Served | None:
+        """The unexpired record of an inference if memory holds it (no store read)."""
+        record = self._memory.served_record((endpoint_name, inference_id))
+        return record if record is not None and record.expires_at > now else None
 
     def reader(self) -> CacheReader:
         """Blocking lookups, memory first, for worker threads (the aggregator)."""

@@ -6,9 +6,10 @@ expiry is computed from the clock at every write (the anchor froze it at import 
 forward on use, at most once per ``refresh_after`` (a day by default) so that a busy user does not cost a
 write per request. An expired assignment is treated as absent even if the store still holds it.
 
-Every invocation also records which variant served its ``inference_id`` (for ``served_ttl``, 7 days by
-default), so that a later conversion is credited to that variant, even when the caller sends no user_id
-or the user has since been reassigned.
+Every invocation also records which variant served its ``inference_id`` and to which user (for
+``served_ttl``, 7 days by default), whether it failed, and how many conversions were credited to it, so
+that a later conversion is credited to that variant (even if the user has since been reassigned), only
+by the user it was issued to, never for a failed invocation, and no more often than the experiment allows.
 
 Storage sits behind :class:`AssignmentStore`; ``sqlstore.SqlAssignmentStore`` implements it. Stores raise
 :class:`~modelgate.experiments.errors.StoreUnavailable` when they cannot answer, and the service falls
@@ -27,7 +28,7 @@ from typing import Protocol
 DAY = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Assignment:
     user_id: str
     endpoint_name: str
@@ -35,9 +36,9 @@ class Assignment:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Served:
-    """Which variant answered one inference (for crediting its conversions)."""
+    """Which variant answered one inference, for whom, and what was credited to it (for its conversions)."""
 
     endpoint_name: str
     inference_id: str
@@ -46,6 +47,8 @@ class Served:
     strategy: str
     user_id: str
     expires_at: float
+    failed: bool = False  # the invocation failed: nothing can be credited to it
+    conversions: int = 0  # conversions credited so far
 
 
 class AssignmentReader(Protocol):
@@ -59,7 +62,6 @@ class AssignmentReader(Protocol):
 
 
 class AssignmentStore(AssignmentReader, Protocol):
-
     def put(self, assignment: Assignment) -> None:
         """Insert or replace the assignment of (user_id, endpoint_name)."""
         ...
@@ -115,5 +117,8 @@ class StickyPolicy:
         strategy: str,
         user_id: str,
         now: float,
+        failed: bool = False,
     ) -> Served:
-        return Served(endpoint_name, inference_id, variant, experiment_id, strategy, user_id, now + self.served_ttl)
+        return Served(
+            endpoint_name, inference_id, variant, experiment_id, strategy, user_id, now + self.served_ttl, failed
+        )

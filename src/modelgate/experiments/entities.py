@@ -6,8 +6,14 @@ successes are the sum of its rewards. A reward of 1 is a full conversion, 0 an e
 fraction a partial success (Thompson sampling then updates Beta(alpha + reward, beta + 1 - reward)).
 Anything outside [0, 1], NaN or infinity is refused with :class:`InvalidReward` before it is logged.
 Because invocations and conversions are counted separately, a variant can show more reward than
-invocations (two conversions for one invocation, or conversions folded before their invocations); every
-consumer therefore clamps successes to the number of invocations (see :meth:`VariantCounts.successes`).
+invocations (several rewards per inference when the experiment allows them, or conversions folded before
+their invocations); every consumer therefore clamps successes to the number of invocations (see
+:meth:`VariantCounts.successes`).
+
+A failed invocation (the model answered an error, timed out, or the variant had no healthy instance) is
+a trial too: it counts as an invocation of its variant with no reward, and as an error. A variant that
+fails therefore loses the bandit's favour and the test, as a variant whose users never convert would;
+and its inference can never be credited (see :mod:`modelgate.experiments.service`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ TAG_ALPHA = "ab-testing:alpha"
 TAG_HORIZON = "ab-testing:horizon"
 TAG_LOOKS = "ab-testing:looks"
 TAG_CONTROL = "ab-testing:control"
+TAG_MAX_REWARDS = "ab-testing:max-rewards-per-inference"
 
 
 class Strategy(StrEnum):
@@ -43,6 +50,7 @@ class Strategy(StrEnum):
 # stores failed and the endpoint's own weights chose it.
 MANUAL = "Manual"
 FALLBACK = "Fallback"
+MAX_REWARDS_PER_INFERENCE = 1000
 
 
 def check_reward(value: float) -> float:
@@ -59,15 +67,17 @@ def check_reward(value: float) -> float:
 class VariantCounts:
     """What the aggregator folded for one variant of one experiment."""
 
-    invocations: int = 0
+    invocations: int = 0  # every invocation, failed ones included (a failure is a trial with no reward)
     conversions: int = 0
     reward_sum: float = 0.0
+    errors: int = 0  # the invocations that failed
 
     def plus(self, other: VariantCounts) -> VariantCounts:
         return VariantCounts(
             self.invocations + other.invocations,
             self.conversions + other.conversions,
             self.reward_sum + other.reward_sum,
+            self.errors + other.errors,
         )
 
     @property
@@ -101,6 +111,10 @@ class ExperimentParams:
     ``alpha``; ``looks`` is how many equally spaced interim analyses it takes on the way (see
     :mod:`modelgate.experiments.sequential`). ``control`` defaults to the endpoint's first variant.
 
+    ``max_rewards_per_inference`` (1) is how many conversions one served inference may be credited with;
+    a conversion beyond it is refused (AlreadyConverted). Raise it only when one answer can honestly
+    earn several rewards (the successes are clamped to the invocations all the same).
+
     ``alpha`` defaults to 0.03, not the customary 0.05: the test's false-winner rate is alpha itself
     (4.9% measured at 0.05), which leaves no margin under a "at most 5% of A/A experiments" promise; at
     0.03 it measures 3.0% while the power to find +3 points at 0.30 with 5,000 users per variant and ten
@@ -114,6 +128,7 @@ class ExperimentParams:
     horizon: int = 10_000
     looks: int = 10
     control: str | None = None
+    max_rewards_per_inference: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
@@ -126,6 +141,11 @@ class ExperimentParams:
             raise InvalidParameter(f"horizon must be >= 1 invocation per variant, got {self.horizon}")
         if not 1 <= self.looks <= 50:
             raise InvalidParameter(f"looks must be in [1, 50], got {self.looks}")
+        if not 1 <= self.max_rewards_per_inference <= MAX_REWARDS_PER_INFERENCE:
+            raise InvalidParameter(
+                f"max_rewards_per_inference must be in [1, {MAX_REWARDS_PER_INFERENCE}], "
+                f"got {self.max_rewards_per_inference}"
+            )
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> ExperimentParams:
@@ -145,6 +165,7 @@ class ExperimentParams:
             horizon=_integer(tags, TAG_HORIZON, default.horizon),
             looks=_integer(tags, TAG_LOOKS, default.looks),
             control=tags.get(TAG_CONTROL) or None,
+            max_rewards_per_inference=_integer(tags, TAG_MAX_REWARDS, default.max_rewards_per_inference),
         )
 
 

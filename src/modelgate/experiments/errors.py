@@ -12,10 +12,17 @@ Each is one line: its code and HTTP status. The HTTP adapter renders them as
         ├── NoVariants                 (400: an experiment needs at least one variant)
         ├── VariantMismatch            (400: endpoint_variant is not the variant that served inference_id)
         ├── UnknownVariant             (400: a variant the experiment does not have)
+        ├── UnsupportedMediaType       (415: a state-changing request that is not Content-Type: application/json)
+        ├── AccessDenied               (403: an administrative request without the administrator's guard)
         ├── ExperimentNotFound         (404: no experiment was ever registered for the endpoint)
-        ├── AssignmentNotFound         (404: a conversion for which no served variant can be found)
+        ├── AssignmentNotFound         (404: no live assignment of the user on the endpoint)
+        ├── InferenceNotFound          (404: a conversion for an inference id this server did not issue)
+        ├── InferenceUserMismatch      (403: a conversion for an inference issued to another user)
+        ├── InferenceFailed            (409: a conversion for an invocation that failed)
+        ├── AlreadyConverted           (409: the inference already has the rewards its experiment allows)
+        ├── DuplicateInferenceId       (409: an invocation that reuses an inference id already served)
         ├── NoWinner                   (409: promote without a variant while the verdict names none)
-        └── StoreUnavailable           (503: the assignment or experiment store failed)
+        └── StoreUnavailable           (503: the assignment or experiment store, or the event log, failed)
 """
 
 from __future__ import annotations
@@ -54,6 +61,41 @@ class VariantMismatch(ExperimentError):
 
 class UnknownVariant(ExperimentError):
     code = "UnknownVariant"
+
+
+class UnsupportedMediaType(ExperimentError):
+    code = "UnsupportedMediaType"
+    status = 415
+
+
+class AccessDenied(ExperimentError):
+    code = "AccessDenied"
+    status = 403
+
+
+class InferenceNotFound(ExperimentError):
+    code = "InferenceNotFound"
+    status = 404
+
+
+class InferenceUserMismatch(ExperimentError):
+    code = "InferenceUserMismatch"
+    status = 403
+
+
+class InferenceFailed(ExperimentError):
+    code = "InferenceFailed"
+    status = 409
+
+
+class AlreadyConverted(ExperimentError):
+    code = "AlreadyConverted"
+    status = 409
+
+
+class DuplicateInferenceId(ExperimentError):
+    code = "DuplicateInferenceId"
+    status = 409
 
 
 class ExperimentNotFound(ExperimentError):

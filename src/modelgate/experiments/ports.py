@@ -5,15 +5,20 @@
   UpdateEndpointWeightsAndCapacities (the control plane).
 - :class:`MetricsPublisher`: custom metrics (the metric store), for Invocations, Conversions and Rewards.
 
-Errors: ``Invoker.invoke`` raises :class:`modelgate.errors.ModelgateError` subclasses (ModelError,
-ValidationError for an unknown endpoint or variant, ServiceUnavailable, ...), which the experiments API
-passes through unchanged. ``EndpointCatalog`` raises a ModelgateError for an unknown endpoint.
+Errors: what failed *in a variant* (the model answered an error, timed out or died: ModelError) comes
+back as the result's ``error``, with the variant that failed, so that the service can count the failure
+against it; ``Invoker.invoke`` raises :class:`modelgate.errors.ModelgateError` subclasses for what is
+refused before a variant runs (ValidationError for an unknown endpoint or variant, ServiceUnavailable
+when the variant has no healthy instance). The experiments API answers with either error unchanged.
+``EndpointCatalog`` raises a ModelgateError for an unknown endpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Protocol
+
+from modelgate.errors import ModelgateError
 
 
 class InvocationResult(Protocol):
@@ -24,6 +29,11 @@ class InvocationResult(Protocol):
 
     @property
     def status(self) -> int: ...
+
+    @property
+    def error(self) -> ModelgateError | None:
+        """Why the variant failed (then ``body`` is empty), or None when it answered."""
+        ...
 
     @property
     def body(self) -> bytes: ...

@@ -66,11 +66,28 @@ def _optimize() -> Any:
     return optimize
 
 
-def _stats() -> Any:
-    """scipy.stats, imported on first use: scipy costs the gateway ~64 MB when loaded at start."""
-    from scipy import stats
+def _special() -> Any:
+    """scipy.special (the normal distribution's ndtr and ndtri), imported on first use. Not scipy.stats:
+    its import builds every distribution's docstrings (a second of CPU in the aggregator's thread), and its
+    ``norm`` wraps these same functions in argument checks that cost more than the functions."""
+    from scipy import special
 
-    return stats
+    return special
+
+
+_PDF_C = math.sqrt(2.0 * math.pi)
+
+
+def _norm_pdf(x: np.ndarray) -> np.ndarray:
+    return np.exp(-(x**2) / 2.0) / _PDF_C  # scipy.stats.norm.pdf's formula
+
+
+def _norm_sf(x: float | np.ndarray) -> Any:
+    return _special().ndtr(-np.asarray(x))
+
+
+def _norm_isf(p: float) -> float:
+    return float(-_special().ndtri(p))
 
 
 _GRID = 801  # grid points per look for the recursion; boundaries are accurate to about 1e-4
@@ -123,7 +140,7 @@ def obf_spending(t: float, alpha: float) -> float:
         return 0.0
     if t >= 1:
         return alpha
-    return float(4.0 * _stats().norm.sf(_stats().norm.isf(alpha / 4.0) / math.sqrt(t)))
+    return float(4.0 * _norm_sf(_norm_isf(alpha / 4.0) / math.sqrt(t)))
 
 
 def _trapezoid_weights(xs: np.ndarray) -> np.ndarray:
@@ -146,7 +163,8 @@ def boundaries(fractions: Sequence[float], alpha: float) -> tuple[float, ...]:
 def _crossing(c: float, mass: np.ndarray, xs: np.ndarray, root_t: float, sigma: float) -> float:
     """P(not stopped before, |Z_k| >= c) given the sub-density mass at the previous look's B-values."""
     b = c * root_t
-    tail = _stats().norm.sf((b - xs) / sigma) + _stats().norm.cdf((-b - xs) / sigma)
+    ndtr = _special().ndtr
+    tail = ndtr(-((b - xs) / sigma)) + ndtr((-b - xs) / sigma)
     return float(mass @ tail)
 
 
@@ -158,29 +176,42 @@ def _solve_boundary(spend: float, mass: np.ndarray, xs: np.ndarray, root_t: floa
 
 @lru_cache(maxsize=512)
 def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
-    cs: list[float] = []
-    xs = w = dens = np.empty(0)
-    t_prev = 0.0
-    spent_prev = 0.0
-    for k, t in enumerate(fractions):
-        spend = max(obf_spending(t, alpha) - spent_prev, 0.0)
-        sigma = math.sqrt(t - t_prev)
-        if k == 0:
-            c = float(_stats().norm.isf(spend / 2.0)) if spend > 0 else _C_MAX
-        else:
-            c = _solve_boundary(spend, w * dens, xs, math.sqrt(t), sigma)
-        c = min(c, _C_MAX)
-        cs.append(c)
-        b = c * math.sqrt(t)
-        new_xs = np.linspace(-b, b, _GRID)
-        if k == 0:
-            new_dens = _stats().norm.pdf(new_xs, scale=math.sqrt(t))
-        else:
-            kernel = _stats().norm.pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
-            new_dens = (w * dens) @ kernel
-        xs, w, dens = new_xs, _trapezoid_weights(new_xs), new_dens
-        t_prev, spent_prev = t, obf_spending(t, alpha)
-    return tuple(cs)
+    return _state(fractions, alpha)[0]
+
+
+_State = tuple[
+    tuple[float, ...], np.ndarray, np.ndarray, np.ndarray, float
+]  # boundaries, grid, weights, density, spent
+
+
+@lru_cache(maxsize=128)
+def _state(fractions: tuple[float, ...], alpha: float) -> _State:
+    """The boundaries of ``fractions`` and the recursion's state after the last look, built from the state
+    of all looks but the last: a new look costs one step of the recursion, not one per look taken so far
+    (looks come one at a time, and the aggregator asks after every fold)."""
+    t = fractions[-1]
+    if len(fractions) == 1:
+        cs: tuple[float, ...] = ()
+        xs = w = dens = np.empty(0)
+        t_prev = spent_prev = 0.0
+    else:
+        cs, xs, w, dens, spent_prev = _state(fractions[:-1], alpha)
+        t_prev = fractions[-2]
+    spend = max(obf_spending(t, alpha) - spent_prev, 0.0)
+    sigma = math.sqrt(t - t_prev)
+    if not cs:
+        c = _norm_isf(spend / 2.0) if spend > 0 else _C_MAX
+    else:
+        c = _solve_boundary(spend, w * dens, xs, math.sqrt(t), sigma)
+    c = min(c, _C_MAX)
+    b = c * math.sqrt(t)
+    new_xs = np.linspace(-b, b, _GRID)
+    if not cs:
+        new_dens = _norm_pdf(new_xs / math.sqrt(t)) / math.sqrt(t)
+    else:
+        kernel = _norm_pdf((new_xs[None, :] - xs[:, None]) / sigma) / sigma
+        new_dens = (w * dens) @ kernel
+    return (*cs, c), new_xs, _trapezoid_weights(new_xs), new_dens, obf_spending(t, alpha)
 
 
 def information_fraction(n_control: int, n_challenger: int, horizon: int) -> float:

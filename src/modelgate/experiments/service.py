@@ -6,16 +6,25 @@
     new choice by warm-up and the experiment's strategy, written as the assignment (201). If anything in
     that step fails (no open experiment, the assignment or experiment store down, a strategy error), the
     answer is **Fallback**, 202: the endpoint is invoked without a target variant so its own weights
-    choose, as the anchor does. Invocation errors (ModelError, an unknown endpoint) pass through.
-    Every successful invocation records which variant served its ``inference_id`` and appends an event.
+    choose, as the anchor does. Errors refused before a variant runs (an unknown endpoint) pass through.
+    The inference id is the caller's if it sends one it never used on the endpoint (else
+    DuplicateInferenceId, 409), or a fresh UUID. Every invocation records which variant served its
+    inference id, for which user, and appends an event, *also when the variant failed* (the model answered
+    an error, timed out or died: ModelError; or the assigned variant had no healthy instance:
+    ServiceUnavailable): the failure is an invocation of that variant with no reward and an error, so the
+    bandit sees a 0-reward pull, and its inference can never be credited. The caller still gets the error.
 ``convert`` (POST /conversion)
-    The reward is checked first (:func:`~modelgate.experiments.entities.check_reward`). It is credited
-    to the variant that *served* the user: with ``endpoint_variant``, that one (Manual, 202; refused
-    with VariantMismatch if the inference was served by another); else the variant that served
-    ``inference_id``, else the user's live assignment (200). The anchor drew a fresh variant (201) for a
-    user it did not know; here that is AssignmentNotFound (404), and a conversion is never credited to a
-    variant the user did not see. If the stores fail: Fallback, 202, and the event goes to the log
-    without a variant, for the aggregator to attribute once the store answers again.
+    The reward is checked first (:func:`~modelgate.experiments.entities.check_reward`). A conversion
+    must name the ``inference_id`` and ``user_id`` that /invocation returned: it is credited to the variant
+    that *served that inference*, and refused (not counted) when this server never issued the id on the
+    endpoint (InferenceNotFound, 404), when it was issued to another user (InferenceUserMismatch, 403),
+    when the invocation failed (InferenceFailed, 409), or when the inference already has the rewards its
+    experiment allows (``max_rewards_per_inference``, 1 by default: AlreadyConverted, 409). With
+    ``endpoint_variant`` as well it is the anchor's Manual conversion (202), refused with VariantMismatch
+    if the inference was served by another variant. A conversion with no ids (the anchor credited
+    ``endpoint_variant`` alone, or drew a fresh variant for an unknown user) is refused with
+    InvalidRequest: it could credit any variant with anything. If the served record cannot be read (the
+    store is down and memory does not hold it): StoreUnavailable, 503, nothing counted.
 ``stats`` (POST /stats): the anchor's counts plus :mod:`~modelgate.experiments.analysis`'s answer, for the
     endpoint's latest experiment (open or closed). ExperimentNotFound (404) if there was never one.
 ``register``: from the endpoint's tags (``ab-testing:enabled=true`` and the parameters; 304 if not
@@ -35,6 +44,9 @@ experiment and its counts are cached for ``cache_seconds`` (1 s) and re-read in 
 background once cached (one read per endpoint at a time); the event log never blocks. ``stats`` reads
 in a worker thread (see ``http``); ``register``, ``deregister`` and ``promote`` (rare, administrative)
 call the experiment store directly.
+
+Every event is durable before the answer goes out (:mod:`~modelgate.experiments.journal`); if it cannot
+be written, the answer is StoreUnavailable (503) and nothing is acknowledged.
 """
 
 from __future__ import annotations
@@ -42,16 +54,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from modelgate.clock import Clock
-from modelgate.experiments import strategies
+from modelgate.errors import ModelgateError, ServiceUnavailable
+from modelgate.experiments import recovery, strategies
 from modelgate.experiments.analysis import Summary, summarize
 from modelgate.experiments.assignment_cache import AssignmentCache
-from modelgate.experiments.assignments import StickyPolicy
+from modelgate.experiments.assignments import Served, StickyPolicy
 from modelgate.experiments.entities import (
     FALLBACK,
     MANUAL,
@@ -63,8 +76,13 @@ from modelgate.experiments.entities import (
     tags_enable_experiment,
 )
 from modelgate.experiments.errors import (
-    AssignmentNotFound,
+    AlreadyConverted,
+    DuplicateInferenceId,
     ExperimentNotFound,
+    InferenceFailed,
+    InferenceNotFound,
+    InferenceUserMismatch,
+    InvalidRequest,
     NoVariants,
     NoWinner,
     UnknownVariant,
@@ -79,7 +97,7 @@ logger = logging.getLogger(__name__)
 _OpenExperiment = tuple[Experiment | None, dict[str, VariantCounts]]  # an endpoint's open experiment, its counts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class Requester:
     """Who sent the request, for the event log and its filter."""
 
@@ -87,7 +105,7 @@ class Requester:
     user_agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class InvocationOutcome:
     status: int
     strategy: str
@@ -100,7 +118,7 @@ class InvocationOutcome:
     content_type: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class ConversionOutcome:
     status: int
     strategy: str
@@ -126,7 +144,7 @@ class Promotion:
     experiment_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per A/B request, and a frozen field costs a setattr call
 class _Selection:
     status: int
     strategy: str
@@ -165,6 +183,7 @@ class ExperimentService:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Experiment | None, dict[str, VariantCounts]]] = {}
         self._loading: dict[str, asyncio.Task[_OpenExperiment]] = {}
+        self._claims: set[tuple[str, str]] = set()  # (endpoint, caller's inference id) of invocations in flight
 
     # --- invocation ---------------------------------------------------------------------------------
 
@@ -180,40 +199,57 @@ class ExperimentService:
         endpoint_variant: str | None = None,
         requester: Requester | None = None,
     ) -> InvocationOutcome:
-        inference_id = inference_id or self._new_id()
-        user_id = user_id or self._new_id()
-        if endpoint_variant is not None:
-            selection = _Selection(202, MANUAL, endpoint_variant, None)
+        claim = None
+        if inference_id is None:
+            inference_id = self._new_id()
         else:
-            try:
-                selection = await self._select(endpoint_name, user_id)
-            except Exception as exc:
-                logger.warning("A/B selection for %s failed, falling back to endpoint weights: %r", endpoint_name, exc)
-                selection = _Selection(202, FALLBACK, None, None)
-        result = await self._invoker.invoke(endpoint_name, data, content_type, accept, selection.target, inference_id)
-        now = self._clock.now()
-        served = self._policy.served(
-            endpoint_name, inference_id, result.variant, selection.experiment_id, selection.strategy, user_id, now
-        )
+            claim = await self._claim(endpoint_name, inference_id)
+        user_id = user_id or self._new_id()
         try:
-            self._assignments.record_served(served)
-        except Exception as exc:
-            logger.warning("could not record which variant served %s: %r", inference_id, exc)
-        self._log(
-            Event(
-                now,
-                "invocation",
-                selection.strategy,
-                endpoint_name,
-                selection.target,
-                result.variant,
-                inference_id,
-                user_id,
-                None,
-                *_who(requester),
-                selection.experiment_id,
+            if endpoint_variant is not None:
+                selection = _Selection(202, MANUAL, endpoint_variant, None)
+            else:
+                try:
+                    selection = await self._select(endpoint_name, user_id)
+                except Exception as exc:
+                    logger.warning(
+                        "A/B selection for %s failed, falling back to endpoint weights: %r", endpoint_name, exc
+                    )
+                    selection = _Selection(202, FALLBACK, None, None)
+            try:
+                result = await self._invoker.invoke(
+                    endpoint_name, data, content_type, accept, selection.target, inference_id
+                )
+            except ServiceUnavailable as exc:  # the variant has no healthy instance: a failure of that variant
+                if selection.target is not None:
+                    self._failed(endpoint_name, selection, selection.target, inference_id, user_id, exc, requester)
+                raise
+            if result.error is not None:
+                self._failed(endpoint_name, selection, result.variant, inference_id, user_id, result.error, requester)
+                raise result.error
+            now = self._clock.now()
+            served = self._policy.served(
+                endpoint_name, inference_id, result.variant, selection.experiment_id, selection.strategy, user_id, now
             )
-        )
+            self._events.append(
+                Event(
+                    now,
+                    "invocation",
+                    selection.strategy,
+                    endpoint_name,
+                    selection.target,
+                    result.variant,
+                    inference_id,
+                    user_id,
+                    None,
+                    *_who(requester),
+                    selection.experiment_id,
+                )
+            )  # durable before the answer; StoreUnavailable if it cannot be written
+            self._record_served(served)
+        finally:
+            if claim is not None:
+                self._claims.discard(claim)
         return InvocationOutcome(
             selection.status,
             selection.strategy,
@@ -225,6 +261,64 @@ class ExperimentService:
             result.body,
             result.content_type,
         )
+
+    async def _claim(self, endpoint_name: str, inference_id: str) -> tuple[str, str]:
+        """Reserve a caller's inference id for this invocation: refused if the endpoint served it before
+        (a second use would reset what was credited to it) or a request in flight holds it."""
+        key = (endpoint_name, inference_id)
+        used = key in self._claims or await self._assignments.served(endpoint_name, inference_id, self._clock.now())
+        if used or key in self._claims:  # checked again: another request may have claimed it meanwhile
+            raise DuplicateInferenceId(
+                f"inference_id {inference_id!r} was already used on endpoint {endpoint_name}; "
+                "send a new one, or none to have one issued"
+            )
+        self._claims.add(key)
+        return key
+
+    def _failed(
+        self,
+        endpoint_name: str,
+        selection: _Selection,
+        variant: str,
+        inference_id: str,
+        user_id: str,
+        error: ModelgateError,
+        requester: Requester | None,
+    ) -> None:
+        """Count a failed invocation against its variant (no reward, an error); never creditable."""
+        now = self._clock.now()
+        try:
+            self._events.append(
+                Event(
+                    now,
+                    "invocation",
+                    selection.strategy,
+                    endpoint_name,
+                    selection.target,
+                    variant,
+                    inference_id,
+                    user_id,
+                    None,
+                    *_who(requester),
+                    selection.experiment_id,
+                    error.code,
+                )
+            )
+        except Exception as exc:  # the caller gets the variant's error all the same
+            logger.warning("could not log the failed A/B invocation %s: %r", inference_id, exc)
+            return
+        self._record_served(
+            self._policy.served(
+                endpoint_name, inference_id, variant, selection.experiment_id, selection.strategy, user_id, now,
+                failed=True,
+            )
+        )  # fmt: skip
+
+    def _record_served(self, served: Served) -> None:
+        try:
+            self._assignments.record_served(served)
+        except Exception as exc:
+            logger.warning("could not record which variant served %s: %r", served.inference_id, exc)
 
     async def _select(self, endpoint_name: str, user_id: str) -> _Selection:
         experiment, counts = await self._open_experiment(endpoint_name)
@@ -293,13 +387,6 @@ class ExperimentService:
         self._cache.pop(endpoint_name, None)
         self._loading.pop(endpoint_name, None)
 
-    async def _latest_experiment(self, endpoint_name: str) -> Experiment | None:
-        """The open experiment is the latest one (starting one closes the other); else ask the store."""
-        experiment, _ = await self._open_experiment(endpoint_name)
-        if experiment is not None:
-            return experiment
-        return await asyncio.to_thread(self._experiments.latest, endpoint_name)
-
     # --- conversion ---------------------------------------------------------------------------------
 
     async def convert(
@@ -313,73 +400,79 @@ class ExperimentService:
         requester: Requester | None = None,
     ) -> ConversionOutcome:
         reward = check_reward(reward)
-        if endpoint_variant is not None:
-            selection = await self._manual_conversion(endpoint_name, inference_id, endpoint_variant)
-        else:
-            try:
-                found = await self._served_variant(endpoint_name, user_id, inference_id)
-            except Exception as exc:
-                logger.warning("A/B conversion lookup for %s failed; left for the aggregator: %r", endpoint_name, exc)
-                found = _Selection(202, FALLBACK, None, None)
-            if found is None:
-                raise AssignmentNotFound(
-                    f"no variant was served to user_id {user_id!r} or inference_id {inference_id!r} on "
-                    f"endpoint {endpoint_name}; the conversion is not credited"
-                )
-            selection = found
-        user = user_id or self._new_id()
-        inference = inference_id or self._new_id()
-        self._log(
-            Event(
-                self._clock.now(),
-                "conversion",
-                selection.strategy,
-                endpoint_name,
-                None,
-                selection.target,
-                inference,
-                user,
-                reward,
-                *_who(requester),
-                selection.experiment_id,
+        if inference_id is None or user_id is None:
+            raise InvalidRequest(
+                "a conversion must name the inference_id and the user_id that /invocation returned; "
+                "a conversion without them (endpoint_variant alone, or a user alone) is not accepted, "
+                "since it could credit any variant"
             )
-        )
-        return ConversionOutcome(
-            selection.status, selection.strategy, endpoint_name, selection.target, inference, user, reward
-        )
-
-    async def _manual_conversion(self, endpoint_name: str, inference_id: str | None, variant: str) -> _Selection:
-        record = None
-        if inference_id is not None:
-            try:
-                record = await self._assignments.served(endpoint_name, inference_id, self._clock.now())
-            except Exception as exc:
-                logger.warning("could not check which variant served %s: %r", inference_id, exc)
-        if record is not None and record.variant != variant:
-            raise VariantMismatch(f"inference {inference_id} was served by variant {record.variant}, not {variant}")
-        return _Selection(202, MANUAL, variant, record.experiment_id if record else None)
-
-    async def _served_variant(
-        self, endpoint_name: str, user_id: str | None, inference_id: str | None
-    ) -> _Selection | None:
+        found = await self._assignments.served(endpoint_name, inference_id, self._clock.now())
+        limit = await self._max_rewards(endpoint_name, found)
+        # From here on, no await: a conversion of the same inference that resumed first has marked it in
+        # memory, and this one sees its mark.
         now = self._clock.now()
-        if inference_id is not None:
-            record = await self._assignments.served(endpoint_name, inference_id, now)
-            if record is not None:
-                return _Selection(200, record.strategy, record.variant, record.experiment_id)
-        if user_id is None:
-            return None
-        existing = await self._assignments.get(user_id, endpoint_name)
-        if existing is None or existing.expires_at <= now:
-            return None
-        renewal = self._policy.renewal(existing, now)
-        if renewal is not None:
-            self._assignments.put(renewal)
-        experiment = await self._latest_experiment(endpoint_name)
-        if experiment is None:  # the assignment outlived every experiment record: credit it, unlabelled
-            return _Selection(200, FALLBACK, existing.variant, None)
-        experiment_id = experiment.id if existing.variant in experiment.variant_names else None
-        return _Selection(200, experiment.params.strategy.value, existing.variant, experiment_id)
+        record = self._assignments.peek_served(endpoint_name, inference_id, now) or found
+        if record is None:
+            raise InferenceNotFound(
+                f"inference_id {inference_id!r} was not served on endpoint {endpoint_name} (or its record "
+                "expired); only an inference id that /invocation returned can be credited"
+            )
+        if record.user_id != user_id:
+            raise InferenceUserMismatch(f"inference_id {inference_id!r} was not issued to user_id {user_id!r}")
+        if record.failed:
+            raise InferenceFailed(
+                f"inference_id {inference_id!r} failed on variant {record.variant}; a failed invocation "
+                "cannot be credited (it counts as an invocation with no reward)"
+            )
+        if endpoint_variant is not None and endpoint_variant != record.variant:
+            raise VariantMismatch(
+                f"inference {inference_id} was served by variant {record.variant}, not {endpoint_variant}"
+            )
+        if record.conversions >= limit:
+            raise AlreadyConverted(
+                f"inference_id {inference_id!r} was already credited {record.conversions} time(s); its "
+                f"experiment allows {limit} (max_rewards_per_inference)"
+            )
+        self._assignments.record_served(replace(record, conversions=record.conversions + 1))
+        strategy = MANUAL if endpoint_variant is not None else record.strategy
+        event = Event(
+            now,
+            "conversion",
+            strategy,
+            endpoint_name,
+            None,
+            record.variant,
+            inference_id,
+            user_id,
+            reward,
+            *_who(requester),
+            record.experiment_id,
+        )
+        try:
+            self._events.append(event)  # durable before the answer
+        except Exception:
+            self._assignments.record_served(record)  # not counted, so not marked
+            raise
+        status = 202 if endpoint_variant is not None else 200
+        return ConversionOutcome(status, strategy, endpoint_name, record.variant, inference_id, user_id, reward)
+
+    async def _max_rewards(self, endpoint_name: str, record: Served | None) -> int:
+        """How many conversions the experiment that served ``record`` allows per inference."""
+        if record is None:
+            return 1
+        experiment, _ = await self._open_experiment(endpoint_name)
+        if experiment is None or experiment.id != record.experiment_id:
+            if record.experiment_id is None:
+                return 1  # a Manual or Fallback invocation: no experiment, the default
+            experiment = await asyncio.to_thread(self._experiments.get, record.experiment_id)
+        return experiment.params.max_rewards_per_inference if experiment is not None else 1
+
+    # --- after a crash ------------------------------------------------------------------------------
+
+    def restore(self, events: Iterable[Event]) -> int:
+        """What the assignment store's write-behind lost in a kill, from the journal's events: see
+        :func:`modelgate.experiments.recovery.restore`. Blocking: call it before serving."""
+        return recovery.restore(events, self._assignments, self._policy, self._clock.now())
 
     # --- stats, registration, promotion -------------------------------------------------------------
 
@@ -433,12 +526,6 @@ class ExperimentService:
         self._forget(endpoint_name)
         self._experiments.close(endpoint_name, self._clock.now())
         return Promotion(endpoint_name, variant, weights, experiment.id)
-
-    def _log(self, event: Event) -> None:
-        try:
-            self._events.append(event)
-        except Exception:
-            logger.exception("could not log an A/B %s event", event.type)
 
 
 def _who(requester: Requester | None) -> tuple[str | None, str | None]:

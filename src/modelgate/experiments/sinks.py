@@ -1,7 +1,10 @@
 """Event sinks: a local directory (the data directory) or an ``s3://bucket/prefix`` through boto3.
 
 Both write whole objects atomically, so a reader never sees half a file: the directory sink writes a
-hidden temporary file, fsyncs it and renames it into place; S3's PutObject is atomic by itself.
+hidden temporary file, fsyncs it and renames it into place; S3's PutObject is atomic by itself. Both
+accept the same object twice (the event journal flushes a segment again after a crash between its put
+and its deletion): S3 overwrites it with the same bytes; the directory sink keeps the file it has if it
+holds the same bytes, and refuses different ones.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ class DirectorySink:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        if path.exists():  # keys carry a per-process writer id, so this is a wiring mistake, not a race
-            raise StoreUnavailable(f"event file {key} already exists; refusing to overwrite it")
+        if path.exists():
+            if path.read_bytes() == data:
+                return  # the same segment flushed again after a crash: already there
+            # keys carry a per-process writer id, so this is a wiring mistake, not a race
+            raise StoreUnavailable(f"event file {key} already exists with other contents; refusing to overwrite it")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")

@@ -1,7 +1,9 @@
 """SQLAlchemy implementations of the experiment and assignment stores.
 
 The tables live in their own :data:`metadata` (``ab_*``), created by :func:`create_tables` on the
-gateway's Engine (SQLite on one machine, PostgreSQL when several gateways share it). Every SQLAlchemy
+gateway's Engine (SQLite on one machine, PostgreSQL when several gateways share it); a column added since
+a data directory was made is added to its table there (``ALTER TABLE … ADD COLUMN`` with the column's
+default), so an older data directory keeps working. Every SQLAlchemy
 error is mapped to :class:`StoreUnavailable` here, at the boundary. Every call blocks: invocations and
 conversions reach these stores from worker threads only (:mod:`~modelgate.experiments.assignment_cache`).
 """
@@ -29,7 +31,9 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,6 +59,7 @@ experiments = Table(
     Column("horizon", Integer, nullable=False),
     Column("looks", Integer, nullable=False),
     Column("control", String(128), nullable=True),
+    Column("max_rewards", Integer, nullable=False, server_default=text("1")),
     Column("created_at", Float, nullable=False),
     Column("closed_at", Float, nullable=True),
 )
@@ -69,6 +74,7 @@ variants = Table(
     Column("invocations", BigInteger, nullable=False, default=0),
     Column("conversions", BigInteger, nullable=False, default=0),
     Column("reward_sum", Float, nullable=False, default=0.0),
+    Column("errors", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("experiment_id", "variant"),
 )
 
@@ -114,6 +120,8 @@ served = Table(
     Column("strategy", String(32), nullable=False),
     Column("user_id", String(256), nullable=False),
     Column("expires_at", Float, nullable=False),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("conversions", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("endpoint_name", "inference_id"),
     Index("ab_served_expiry", "expires_at"),
 )
@@ -125,6 +133,20 @@ _SQLITE_MAX_PARAMS = 999
 
 def create_tables(engine: Engine) -> None:
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        present = inspect(conn)
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if column.server_default is None:  # every column added since the first release has one
+                    raise StoreUnavailable(f"table {table.name} lacks column {column.name} and it has no default")
+                kind = column.type.compile(engine.dialect)
+                default = column.server_default.arg.text  # type: ignore[attr-defined]
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind} NOT NULL DEFAULT {default}'
+                )
 
 
 @contextmanager
@@ -219,6 +241,8 @@ def _served_row(s: Served) -> dict[str, Any]:
         "strategy": s.strategy,
         "user_id": s.user_id,
         "expires_at": s.expires_at,
+        "failed": int(s.failed),
+        "conversions": s.conversions,
     }
 
 
@@ -267,6 +291,8 @@ class SqlAssignmentStore:
             row.strategy,
             row.user_id,
             row.expires_at,
+            bool(row.failed),
+            int(row.conversions),
         )
 
     def purge_expired(self, now: float) -> int:
@@ -302,6 +328,7 @@ class SqlExperimentStore:
                 horizon=r.horizon,
                 looks=r.looks,
                 control=r.control,
+                max_rewards_per_inference=int(r.max_rewards),
             )
             out.append(Experiment(r.id, r.endpoint_name, params, tuple(specs[r.id]), r.created_at, r.closed_at))
         return out
@@ -354,6 +381,7 @@ class SqlExperimentStore:
                     horizon=params.horizon,
                     looks=params.looks,
                     control=params.control,
+                    max_rewards=params.max_rewards_per_inference,
                     created_at=now,
                     closed_at=None,
                 )
@@ -372,6 +400,7 @@ class SqlExperimentStore:
                         invocations=0,
                         conversions=0,
                         reward_sum=0.0,
+                        errors=0,
                     )
                 )
         return Experiment(experiment_id, endpoint_name, params, tuple(specs), now)
@@ -388,7 +417,10 @@ class SqlExperimentStore:
         q = select(variants).where(variants.c.experiment_id == experiment_id).order_by(variants.c.position)
         with _guard("read counts"), self._engine.connect() as conn:
             rows = list(conn.execute(q))
-        return {r.variant: VariantCounts(int(r.invocations), int(r.conversions), float(r.reward_sum)) for r in rows}
+        return {
+            r.variant: VariantCounts(int(r.invocations), int(r.conversions), float(r.reward_sum), int(r.errors))
+            for r in rows
+        }
 
     def fold(self, key: str, deltas: Deltas, now: float) -> bool:
         try:
@@ -404,6 +436,7 @@ class SqlExperimentStore:
                             invocations=variants.c.invocations + d.invocations,
                             conversions=variants.c.conversions + d.conversions,
                             reward_sum=variants.c.reward_sum + d.reward_sum,
+                            errors=variants.c.errors + d.errors,
                         )
                     )
         except IntegrityError:
