@@ -10,7 +10,8 @@ connection that sent nothing, or one header byte a second, was kept forever. The
 * ``max_header_bytes`` 64 KiB (431): the header lines' total, names and values with ``: `` and CRLF.
   SigV4, the SDKs' headers and 1 KiB of CustomAttributes need about 2 KiB; nginx allows 32 KiB, Node.js
   16 KiB, h11 16 KiB for a whole head, Go 1 MiB. A head still arriving is refused once the data read
-  while it was incomplete passes the limit, so at most one read (256 KiB) beyond it is ever buffered.
+  while it was incomplete passes the limit, so at most one read (uvloop reads up to 250 KB) beyond it
+  is ever buffered.
 * ``max_header_count`` 100 (431): Apache's ``LimitRequestFields``; a request needs about ten.
 * ``header_timeout_seconds`` 10 (408, or a quiet close when nothing was sent): a new connection must
   deliver its first request's headers within it, and any request its headers within it of its first
