@@ -33,7 +33,7 @@ and HTTP/1.0, pipelined requests answered in order (reading pauses while one wai
   a request whose body was cut short by a close is never run.
 
 ``ARRIVED`` is stamped when a request's first byte is parsed: ``OverheadLatency`` starts there.
-tests/e2e/test_http_front.py and test_http_limits.py drive both paths over raw sockets.
+tests/e2e/test_http_front.py and test_http_hardening.py drive both paths over raw sockets.
 """
 
 from __future__ import annotations
@@ -43,129 +43,34 @@ import logging
 import time
 import urllib.parse
 from collections import deque
-from email.utils import formatdate
 from typing import Any, cast
 
 import httptools
 
 from modelgate.api.app import ASGIApp
 from modelgate.api.asgi_cycle import CONTINUE, HIGH_WATER_LIMIT, STATUS_LINE, AsgiCycle, FlowControl
-from modelgate.api.browsers import BrowserGuard
-from modelgate.api.front_limits import LINGER_SECONDS, FrontLimits, header_block_size, refusal
+from modelgate.api.front_lifetime import Lifetime
+from modelgate.api.front_limits import header_block_size
+from modelgate.api.front_requests import Canned, Invoke, Request, ServerState
 from modelgate.api.runtime import ARRIVED, Answer, RuntimeApi, error_response
-from modelgate.errors import (
-    InvalidHttpRequest,
-    ModelgateError,
-    RequestHeadersTooLarge,
-    RequestTimeout,
-    RequestTooLarge,
-    TooManyConnections,
-    UriTooLong,
-)
+from modelgate.errors import InvalidHttpRequest, ModelgateError, RequestHeadersTooLarge, RequestTooLarge, UriTooLong
+
+__all__ = ["FrontProtocol", "ServerState"]
 
 log = logging.getLogger(__name__)
 
-_SERVER = (b"server", b"modelgate")
 _SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
 )
 _NOTED = frozenset({b"host", b"expect", b"origin", b"sec-fetch-site"})  # looked at as they are parsed
-_REFUSED_LOG_SECONDS = 10.0  # the connection limit is logged at most this often
-
-
-class ServerState:
-    """What the connections of one server share: its limits and browser guard; the server waits on
-    ``connections`` and ``tasks`` at graceful shutdown; ``default_headers`` go on every ASGI answer."""
-
-    def __init__(self, limits: FrontLimits | None = None, guard: BrowserGuard | None = None) -> None:
-        self.limits = limits or FrontLimits()
-        self.guard = guard or BrowserGuard(())
-        self.total_requests = 0
-        self.connections: set[FrontProtocol] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.refused_logged = -_REFUSED_LOG_SECONDS
-        self._second = -1
-        self._default_headers: list[tuple[bytes, bytes]] = []
-
-    def default_headers(self) -> list[tuple[bytes, bytes]]:
-        """``date`` and ``server``; the date is formatted once a second at most."""
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._default_headers = [(b"date", formatdate(now, usegmt=True).encode()), _SERVER]
-        return self._default_headers
-
-
-class _Invoke:
-    """An InvokeEndpoint request: its headers, its body as it arrives, and where it is."""
-
-    __slots__ = (
-        "action",
-        "chunks",
-        "complete",
-        "cors",
-        "disconnected",
-        "expect_continue",
-        "keep_alive",
-        "name",
-        "running",
-        "scope",
-        "size",
-        "started",
-        "too_large",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        action: str,
-        scope: dict[str, object],
-        keep_alive: bool,
-        expect: bool,
-        cors: list[tuple[bytes, bytes]] | None,
-    ) -> None:
-        self.name = name
-        self.action = action
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_continue = expect
-        self.cors = cors  # headers for an allowed browser origin
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.complete = False  # the whole body was parsed
-        self.started = False  # at the head of the connection's queue
-        self.running = False
-        self.too_large = False
-        self.disconnected = False
-
-
-class _Canned:
-    """A request answered from its head alone (an allowed origin's CORS preflight)."""
-
-    __slots__ = ("answer", "complete", "keep_alive")
-
-    def __init__(self, answer: bytes, keep_alive: bool) -> None:
-        self.answer = answer
-        self.keep_alive = keep_alive
-        self.complete = False
-
-
-_Request = _Invoke | AsgiCycle | _Canned
-
-
-def _complete(request: _Request) -> bool:
-    """Was the whole request (its body included) parsed?"""
-    if isinstance(request, AsgiCycle):
-        return not request.more_body
-    return request.complete
 
 
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing; the refusal is in ``FrontProtocol.refusal``."""
 
 
-class FrontProtocol(asyncio.Protocol):
+class FrontProtocol(Lifetime, asyncio.Protocol):
     def __init__(
         self,
         app: ASGIApp,
@@ -196,11 +101,13 @@ class FrontProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
-        self.queue: deque[_Request] = deque()  # requests not answered yet, oldest (the one served) first
-        # When (loop time) the connection closes unless a request comes or completes its headers: the
-        # keep-alive or header deadline; None while requests are being answered. One timer per connection
-        # looks at it and re-arms itself, instead of a timer made and cancelled per request.
-        self.deadline: float | None = None
+        self.queue: deque[Request] = deque()  # requests not answered yet, oldest (the one served) first
+        # When (loop time) the connection closes if it stays idle: no request by then after connecting
+        # or after the last answer (keep-alive), or the end of the linger after a refusal. A head being
+        # read has header_timeout from head_since instead. One timer per connection looks at them when
+        # the queue is empty and re-arms itself, instead of a timer made and cancelled per request.
+        self.deadline = 0.0
+        self.head_since = 0.0  # perf_counter() when the head being read began (or reading of it resumed)
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.failed = False  # a refusal ended the reading of requests
@@ -209,7 +116,7 @@ class FrontProtocol(asyncio.Protocol):
         self.refusal: ModelgateError | None = None  # set by a parser callback that raises _Refused
 
         # The request being parsed.
-        self.current: _Request | None = None
+        self.current: Request | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
@@ -245,7 +152,7 @@ class FrontProtocol(asyncio.Protocol):
             self.timer = None
         if self.queue:
             head = self.queue[0]
-            if isinstance(head, _Invoke):
+            if isinstance(head, Invoke):
                 head.disconnected = True
             elif isinstance(head, AsgiCycle):
                 if not head.response_complete:
@@ -256,24 +163,6 @@ class FrontProtocol(asyncio.Protocol):
             self.flow.resume_writing()
         if exc is None:
             self.transport.close()
-
-    def eof_received(self) -> bool:
-        """The client sends nothing more (``shutdown(SHUT_WR)`` or a close). The requests it completed
-        are still answered, then the connection closes (True keeps it open for writing); one whose body
-        was cut short is dropped, never run."""
-        self.eof = True
-        queue = self.queue
-        if self.failed:
-            return bool(queue)  # a refusal waits behind answers; else it was written: done
-        if not queue:
-            return False
-        last = queue[-1]
-        if last is self.current and not _complete(last):
-            if len(queue) == 1:
-                return False  # the one being served: connection_lost tells it the client is gone
-            queue.pop()
-        self.after_last = b""
-        return True
 
     def data_received(self, data: bytes) -> None:
         if self.failed:
@@ -313,20 +202,10 @@ class FrontProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.flow.resume_writing()
 
-    def shutdown(self) -> None:
-        """Called by the server (api/serve_http.py) at graceful shutdown: close now if idle, else after the answer."""
-        if not self.queue:
-            self.transport.close()
-            return
-        head = self.queue[0]
-        head.keep_alive = False
-        while len(self.queue) > 1:
-            self.queue.pop()
-
     # ------------------------------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
-        self.arrived = self.chunk_at
+        self.arrived = self.head_since = self.chunk_at
         self.url = b""
         self.headers = []
         self.expect_continue = False
@@ -334,8 +213,6 @@ class FrontProtocol(asyncio.Protocol):
         self.browser = False
         self.reading_head = True
         self.head_fed = -1
-        if not self.queue:  # else the connection is busy, and the deadline starts when it is not
-            self.deadline = self.loop.time() + self.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -368,7 +245,6 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
-        self.deadline = None
         headers = self.headers
         if self.chunk_len + self.head_fed >= self.max_header_bytes:  # an upper bound of the head's size
             size = header_block_size(headers)
@@ -390,7 +266,7 @@ class FrontProtocol(asyncio.Protocol):
             self.refusal = self.guard.host_refusal(host)
             raise _Refused
         cors = None
-        request: _Request | None = None
+        request: Request | None = None
         http_version = parser.get_http_version()
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         if self.browser:
@@ -399,7 +275,7 @@ class FrontProtocol(asyncio.Protocol):
                 self.refusal = verdict.refusal
                 raise _Refused
             if verdict.preflight is not None:
-                request = _Canned(verdict.preflight, keep_alive)
+                request = Canned(verdict.preflight, keep_alive)
             cors = verdict.cors
         raw_path = parsed.path
         path = raw_path.decode("ascii")
@@ -409,7 +285,7 @@ class FrontProtocol(asyncio.Protocol):
             parts = path.split("/")
             if len(parts) == 4:
                 scope: dict[str, object] = {"headers": headers, ARRIVED: self.arrived}
-                request = _Invoke(parts[2], parts[3], scope, keep_alive, self.expect_continue, cors)
+                request = Invoke(parts[2], parts[3], scope, keep_alive, self.expect_continue, cors)
         if request is None:
             asgi_scope = {
                 "type": "http",
@@ -447,7 +323,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         request = self.current
-        if isinstance(request, _Invoke):
+        if isinstance(request, Invoke):
             if request.too_large:
                 return
             request.size += len(body)
@@ -467,7 +343,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request = self.current
-        if isinstance(request, _Invoke):
+        if isinstance(request, Invoke):
             request.complete = True
             if request.started and not request.running:
                 self._run(request)
@@ -479,16 +355,16 @@ class FrontProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------------------------ requests
 
-    def _start(self, request: _Request) -> None:
+    def _start(self, request: Request) -> None:
         """``request`` reached the head of the queue: it may be answered now."""
-        if isinstance(request, _Invoke):
+        if isinstance(request, Invoke):
             request.started = True
             if request.expect_continue and not request.complete and not self.transport.is_closing():
                 self.transport.write(CONTINUE)
             if request.complete or request.too_large:
                 self._run(request)
             return
-        if isinstance(request, _Canned):
+        if isinstance(request, Canned):
             answer = request.answer
             if not request.keep_alive:
                 answer = answer[:-2] + b"connection: close\r\n\r\n"
@@ -502,7 +378,7 @@ class FrontProtocol(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def _run(self, request: _Invoke) -> None:
+    def _run(self, request: Invoke) -> None:
         request.running = True
         runtime = self.runtime
         assert runtime is not None
@@ -517,7 +393,7 @@ class FrontProtocol(asyncio.Protocol):
         body = b"" if not chunks else chunks[0] if len(chunks) == 1 else b"".join(chunks)
         runtime.begin(request.scope, body, request.name, request.action, answer)
 
-    def _answer(self, request: _Invoke, out: Answer) -> None:
+    def _answer(self, request: Invoke, out: Answer) -> None:
         status, headers, body, result = out
         runtime = self.runtime
         assert runtime is not None
@@ -558,126 +434,17 @@ class FrontProtocol(asyncio.Protocol):
             self._write_last()
         else:
             self.flow.resume_reading()
-            # Idle: keep-alive; or a pipelined head, read while busy, still incomplete: its headers' deadline.
-            wait = self.header_timeout if self.reading_head else self.timeout_keep_alive
-            deadline = self.deadline = self.loop.time() + wait
+            if self.reading_head:  # a pipelined head, not read on while busy: its header time starts now
+                self.head_since = time.perf_counter()
+            deadline = self.deadline = self.loop.time() + self.timeout_keep_alive
             if self.timer is None or self.timer_at > deadline:
                 self._arm(deadline)
-
-    # ------------------------------------------------------------------------------------ refusals, deadlines
 
     def _headers_too_large(self, size: int) -> ModelgateError:
         return RequestHeadersTooLarge(
             f"The request's header fields take more than {self.max_header_bytes} bytes ({size} so far; "
             "MODELGATE_MAX_HEADER_BYTES)."
         )
-
-    def _fail(self, exc: ModelgateError) -> None:
-        """Stop reading requests: answer the complete ones before, in order, then ``exc``; then close.
-        The request that ``exc`` cut short is dropped, never run."""
-        if not isinstance(exc, RequestTimeout):  # slow clients are routine; the rest is worth a line
-            log.warning("refused a request from %s: %d %s", _peer(self.client), exc.status, exc.message)
-        self.failed = True
-        self.reading_head = False
-        self.deadline = None
-        self.after_last = refusal(exc)
-        queue = self.queue
-        current = self.current
-        if queue and queue[-1] is current and not _complete(current):
-            queue.pop()
-            if not queue and not self._abandon(current):
-                self.transport.close()  # its answer had begun: nothing can follow it
-                return
-        if queue:
-            self.flow.pause_reading()  # the answers come first; nothing more is parsed
-        else:
-            self._write_last()
-
-    def _abandon(self, request: _Request) -> bool:
-        """The request being served will not be completed: it must not run on, nor answer. Can the
-        refusal still be written (it had not begun to answer)?"""
-        if isinstance(request, AsgiCycle):
-            request.disconnected = True  # its receive() says http.disconnect: read_body raises
-            request.on_response = _nothing
-            request.message_event.set()
-            return not request.response_started
-        if isinstance(request, _Invoke):
-            request.disconnected = True
-        return True
-
-    def _write_last(self) -> None:
-        """The queue is answered: write ``after_last`` and close. After a refusal, the client's further
-        data is read and dropped for a moment first (our side shut for writing): closing with unread
-        data would reset the connection, and the client might lose the refusal."""
-        transport = self.transport
-        if transport.is_closing():
-            return
-        last = self.after_last
-        if last:
-            transport.write(last)
-        if not last or self.eof or not transport.can_write_eof():
-            transport.close()
-            return
-        transport.write_eof()
-        self.flow.resume_reading()
-        self._set_deadline(self.loop.time() + LINGER_SECONDS)
-
-    def _refuse_connection(self) -> None:
-        state = self.server_state
-        limit = state.limits.max_connections
-        now = self.loop.time()
-        if now - state.refused_logged >= _REFUSED_LOG_SECONDS:
-            state.refused_logged = now
-            log.warning("refusing new connections: %d open, the limit (MODELGATE_MAX_CONNECTIONS)", limit)
-        self.failed = True
-        self.after_last = refusal(
-            TooManyConnections(
-                f"modelgate has {limit} connections open, its limit (MODELGATE_MAX_CONNECTIONS); try again later."
-            )
-        )
-        if len(state.connections) < 2 * limit:
-            state.connections.add(self)  # lingers a moment (counted, so that refusals stay bounded too)
-            self._write_last()
-        else:
-            self.transport.write(self.after_last)
-            self.transport.close()
-
-    def _set_deadline(self, deadline: float) -> None:
-        self.deadline = deadline
-        if self.timer is None or self.timer_at > deadline:
-            self._arm(deadline)
-
-    def _arm(self, deadline: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_at(deadline, self._check_deadline)
-        self.timer_at = deadline
-
-    def _check_deadline(self) -> None:
-        """The timer: close the connection once its deadline has passed, else look again at the deadline."""
-        self.timer = None
-        deadline = self.deadline
-        if deadline is None or self.transport.is_closing():
-            return  # busy: the next answer sets a deadline and re-arms
-        if deadline > self.loop.time():
-            self._arm(deadline)
-        elif self.reading_head and not self.failed:
-            self._fail(
-                RequestTimeout(
-                    f"The request's headers did not arrive within {self.header_timeout:g} s "
-                    "(MODELGATE_HEADER_TIMEOUT_SECONDS)."
-                )
-            )
-        else:
-            self.transport.close()  # idle (a new connection that sent nothing, or keep-alive), or lingered
-
-
-def _nothing() -> None:
-    pass
-
-
-def _peer(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "an unknown client"
 
 
 def _address(transport: asyncio.Transport, which: str) -> tuple[str, int] | None:
