@@ -1,9 +1,8 @@
-"""The browser policies of the HTTP front (api/browsers.py) as tables, the settings that feed them, the
-front's refusal answers, and ``read_body`` on a disconnect (D13)."""
+"""The browser policies of the HTTP front (api/browsers.py) as tables, the settings that feed them, and the
+front's refusal answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,8 +10,7 @@ from pydantic import ValidationError
 
 from modelgate.api.browsers import BrowserGuard, browser_refusal, host_allowed
 from modelgate.api.front_limits import header_block_size, refusal
-from modelgate.api.http import Message, read_body
-from modelgate.errors import ClientDisconnected, RequestHeadersTooLarge
+from modelgate.errors import RequestHeadersTooLarge
 from modelgate.settings import Settings
 
 NAMES = frozenset({"localhost", "mg.example"})
@@ -145,22 +143,3 @@ def test_d10_refusals_are_whole_answers_that_close() -> None:
     assert f"content-length: {len(body)}".encode() in lines
     assert json.loads(body) == {"__type": "RequestHeaderFieldsTooLarge", "message": "too big"}
     assert header_block_size([(b"host", b"x"), (b"a", b"bc")]) == (4 + 1 + 4) + (1 + 2 + 4)
-
-
-def test_d13_read_body_raises_when_the_client_leaves_before_the_end() -> None:
-    def receiver(*messages: Message) -> object:
-        queue = list(messages)
-
-        async def receive() -> Message:
-            return queue.pop(0)
-
-        return receive
-
-    async def main() -> None:
-        cut = receiver({"type": "http.request", "body": b'{"a":', "more_body": True}, {"type": "http.disconnect"})
-        with pytest.raises(ClientDisconnected):
-            await read_body(cut, 100, "too large")  # type: ignore[arg-type]
-        whole = receiver({"type": "http.request", "body": b"{}", "more_body": False})
-        assert await read_body(whole, 100, "too large") == b"{}"  # type: ignore[arg-type]
-
-    asyncio.run(main())
