@@ -85,8 +85,9 @@ def _form_post(extra: bytes) -> bytes:
 
 
 def test_d9_a_foreign_host_is_refused_and_nothing_runs(server: ServerProcess, sm: Any) -> None:
+    model = {"ModelName": "rebound", "PrimaryContainer": {"Image": "xgboost", "ModelDataUrl": "file:///tmp"}}
     for host in (b"attacker.example", b"attacker.example:%d" % server.port, b"127.1", b"localhost:x"):
-        answer, closed = _one(server.port, _control("CreateModel", {"ModelName": "rebound"}, host=host))
+        answer, closed = _one(server.port, _control("CreateModel", model, host=host))
         status, code, message = _error(answer)
         assert (status, code) == (400, "HostNotAllowed") and closed, answer
         assert "is not a name of this server" in message and "MODELGATE_ALLOWED_HOSTS" in message
