@@ -240,6 +240,8 @@ def test_d10_header_count_and_url_limits(server: ServerProcess) -> None:
     status, code, message = _error(answer)
     assert (status, code) == (431, "RequestHeaderFieldsTooLarge") and closed
     assert "more than 100 header fields" in message
+    answer, _ = _one(server.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + many)  # the head not ended
+    assert _error(answer)[:2] == (431, "RequestHeaderFieldsTooLarge")
     big = b"X-Big: " + b"a" * 70_000 + b"\r\n"  # one read: counted once the headers are complete
     answer, _ = _one(server.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + big + b"\r\n")
     assert _error(answer)[:2] == (431, "RequestHeaderFieldsTooLarge")

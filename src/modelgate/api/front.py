@@ -195,6 +195,9 @@ class FrontProtocol(Lifetime, asyncio.Protocol):
                 self.head_fed = fed
                 if fed - self.head_begin > self.max_header_bytes:
                     self._fail(self._headers_too_large(fed - self.head_begin))
+                    return
+            if len(self.headers) > self.max_header_count:
+                self._fail(self._too_many_headers())
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -235,21 +238,15 @@ class FrontProtocol(Lifetime, asyncio.Protocol):
                     self.expect_continue = True
             else:
                 self.browser = True
-        headers = self.headers
-        headers.append((name, value))
-        if len(headers) > self.max_header_count:
-            self.refusal = RequestHeadersTooLarge(
-                f"The request has more than {self.max_header_count} header fields (MODELGATE_MAX_HEADER_COUNT)."
-            )
-            raise _Refused
+        self.headers.append((name, value))  # counted once the head or the read ends: not per header
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
         headers = self.headers
-        if self.chunk_len + self.head_fed >= self.max_header_bytes:  # an upper bound of the head's size
-            size = header_block_size(headers)
-            if size > self.max_header_bytes:
-                self.refusal = self._headers_too_large(size)
+        # An upper bound of the head's size: the reads while it was incomplete, and this one.
+        if self.chunk_len + self.head_fed >= self.max_header_bytes or len(headers) > self.max_header_count:
+            self.refusal = self._head_too_large()
+            if self.refusal is not None:
                 raise _Refused
         parser = self.parser
         method = parser.get_method().decode("ascii")
@@ -439,6 +436,18 @@ class FrontProtocol(Lifetime, asyncio.Protocol):
             deadline = self.deadline = self.loop.time() + self.timeout_keep_alive
             if self.timer is None or self.timer_at > deadline:
                 self._arm(deadline)
+
+    def _head_too_large(self) -> ModelgateError | None:
+        """The exact checks of a complete head that may be over a limit (the rare path)."""
+        if len(self.headers) > self.max_header_count:
+            return self._too_many_headers()
+        size = header_block_size(self.headers)
+        return self._headers_too_large(size) if size > self.max_header_bytes else None
+
+    def _too_many_headers(self) -> ModelgateError:
+        return RequestHeadersTooLarge(
+            f"The request has more than {self.max_header_count} header fields (MODELGATE_MAX_HEADER_COUNT)."
+        )
 
     def _headers_too_large(self, size: int) -> ModelgateError:
         return RequestHeadersTooLarge(
