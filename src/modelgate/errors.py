@@ -21,6 +21,16 @@ query-compatible header). Nothing else escapes to the wire: an unexpected except
     │   ├── ModelNotReadyException (429)
     │   ├── ServiceUnavailable     (503)
     │   └── InternalFailure        (500)
+    ├── MissingAuthenticationToken (403; query protocol without an SDK's headers)
+    ├── ClientDisconnected         (the client left mid-body; never rendered)
+    └── refusals of the HTTP front (api/front.py, before any handler runs; JSON ``__type``/``message``):
+        ├── InvalidHttpRequest     (400: malformed HTTP, CONNECT, an unparseable target)
+        ├── HostNotAllowed         (400: a Host header that names another server)
+        ├── CrossOriginRefused     (403: a browser's cross-origin request)
+        ├── RequestTimeout         (408: the headers did not arrive in time)
+        ├── UriTooLong             (414)
+        ├── RequestHeadersTooLarge (431: header block size or count)
+        └── TooManyConnections     (503)
 """
 
 from __future__ import annotations
@@ -93,9 +103,7 @@ class ModelError(ModelgateError):
     code = "ModelError"
     status = 424
 
-    def __init__(
-        self, message: str, original_status: int, original_message: str, log_stream_arn: str
-    ) -> None:
+    def __init__(self, message: str, original_status: int, original_message: str, log_stream_arn: str) -> None:
         super().__init__(message)
         self.original_status = original_status
         self.original_message = original_message
@@ -124,3 +132,56 @@ class InternalFailure(ModelgateError):
     code = "InternalFailure"
     status = 500
     sender_fault = False
+
+
+class MissingAuthenticationToken(ModelgateError):
+    """A query-protocol request without any header an AWS SDK always sends (a browser's form post)."""
+
+    code = "MissingAuthenticationToken"
+    status = 403
+
+
+class ClientDisconnected(ModelgateError):
+    """The client closed the connection before its request body was complete: the request is dropped,
+    never executed (Starlette's ``ClientDisconnect``). There is nobody to answer."""
+
+    code = "ClientDisconnected"
+    status = 400
+
+
+class InvalidHttpRequest(ModelgateError):
+    code = "BadRequest"
+    status = 400
+
+
+class HostNotAllowed(ModelgateError):
+    """DNS rebinding: a browser page on another name reaching this server; see api/browsers.py."""
+
+    code = "HostNotAllowed"
+    status = 400
+
+
+class CrossOriginRefused(ModelgateError):
+    """A state-changing request a browser sent for a page of another origin (CSRF); see api/browsers.py."""
+
+    code = "AccessDeniedException"
+    status = 403
+
+
+class RequestTimeout(ModelgateError):
+    code = "RequestTimeout"
+    status = 408
+
+
+class UriTooLong(ModelgateError):
+    code = "UriTooLong"
+    status = 414
+
+
+class RequestHeadersTooLarge(ModelgateError):
+    code = "RequestHeaderFieldsTooLarge"
+    status = 431
+
+
+class TooManyConnections(ServiceUnavailable):
+    """Backpressure on connections: the server holds its limit of open connections."""

@@ -15,6 +15,8 @@ from typing import IO, Any
 from modelgate.ab_gateway import Experiments, default_events_url, journal_dir
 from modelgate.api.app import App, Route
 from modelgate.api.awsjson import JsonRpcService
+from modelgate.api.browsers import BrowserGuard
+from modelgate.api.front_limits import FrontLimits
 from modelgate.api.http import Request, Send, send_response
 from modelgate.api.runtime import RuntimeApi
 from modelgate.api.sagemaker import build as build_sagemaker
@@ -207,6 +209,20 @@ def build(settings: Settings) -> Server:
     return server
 
 
+def front_limits(settings: Settings) -> FrontLimits:
+    return FrontLimits(
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+
+
+def browser_guard(settings: Settings) -> BrowserGuard:
+    return BrowserGuard.for_server(settings.host, settings.allowed_hosts, settings.cors_allowed_origins)
+
+
 def serve(settings: Settings) -> None:
     settings.check_bind()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -218,7 +234,9 @@ def serve(settings: Settings) -> None:
 
             server.after_start.append(lambda: deploy_demo(server.control, settings))
         log.info("modelgate serving on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
-        status = HttpServer(server.app, settings.host, settings.port).run()  # api/serve_http.py
+        status = HttpServer(
+            server.app, settings.host, settings.port, limits=front_limits(settings), guard=browser_guard(settings)
+        ).run()  # api/serve_http.py
     finally:
         lock.close()
     if status:

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from modelgate.egress import EgressPolicy, parse_rule
 
 ENV_PREFIX = "MODELGATE_"
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+_ORIGIN = re.compile(r"^https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$", re.IGNORECASE)
 
 
 def default_data_dir() -> Path:
@@ -117,6 +119,36 @@ class Settings(BaseModel):
     ab_filter_source_ips: list[str] = Field(default_factory=list)
     ab_filter_user_agents: list[str] = Field(default_factory=list)
     demo: bool = False
+    # The HTTP front (api/front_limits.py gives the reasons for the defaults; api/browsers.py the checks).
+    max_url_bytes: int = Field(default=8 * 1024, ge=256, le=65535)  # httptools parses no URL above 65535
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_count: int = Field(default=100, ge=16)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    # Host names accepted besides localhost, the bind name and IP literals ("*": any), e.g. the machine's
+    # DNS name when bound off loopback; and the browser origins allowed to use the server (CORS).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name != "*" and not _HOST_NAME.match(name):
+                raise ValueError(
+                    f"allowed_hosts: {name!r} is not a host name (a DNS name without port or scheme, or '*')"
+                )
+        return [name.lower().removesuffix(".") for name in names]
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"cors_allowed_origins: {origin!r} is not an origin (scheme://host[:port], no path, no '*')"
+                )
+        return [origin.lower() for origin in origins]
 
     @field_validator("instance_env_passthrough")
     @classmethod

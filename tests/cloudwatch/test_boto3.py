@@ -213,34 +213,47 @@ def test_raw_cbor_request(server: LiveServer) -> None:
     bad = urllib.request.Request(server.url + "/service/GraniteServiceVersion20100801/operation/PutMetricData",
                                  data=cbor2.dumps({"Namespace": "AWS/X", "MetricData": [{"MetricName": "m",
                                                                                           "Value": 1.0}]}),
-                                 headers={"Content-Type": "application/cbor"})
+                                 headers={"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"})
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(bad)
     assert caught.value.code == 400
     assert caught.value.headers["x-amzn-query-error"] == "InvalidParameterValue;Sender"
     assert cbor2.loads(caught.value.read())["__type"] == "InvalidParameterValueException"
     unknown = urllib.request.Request(server.url + "/service/GraniteServiceVersion20100801/operation/Nope",
-                                     data=cbor2.dumps({}), headers={"Content-Type": "application/cbor"})
+                                     data=cbor2.dumps({}), headers={"Content-Type": "application/cbor",
+                                                                    "smithy-protocol": "rpc-v2-cbor"})
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(unknown)
     assert cbor2.loads(caught.value.read())["__type"] == "UnknownOperationException"
+    # Without smithy-protocol (what a browser's text/plain post would be): refused (D9).
+    bare = urllib.request.Request(server.url + "/service/GraniteServiceVersion20100801/operation/PutMetricData",
+                                  data=cbor2.dumps({"Namespace": "N"}), headers={"Content-Type": "text/plain"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(bare)
+    assert caught.value.code == 400
+    assert "smithy-protocol: rpc-v2-cbor" in cbor2.loads(caught.value.read())["message"]
 
 
 def test_raw_query_request(server: LiveServer) -> None:
+    sdk = {"X-Amz-Date": "20261201T000000Z"}  # one of the headers every SDK sends (a browser form cannot)
     form = "Action=PutMetricData&Version=2010-08-01&Namespace=Q&MetricData.member.1.MetricName=m" \
            "&MetricData.member.1.Value=4.5&MetricData.member.1.Dimensions.member.1.Name=k" \
            "&MetricData.member.1.Dimensions.member.1.Value=v"
-    with urllib.request.urlopen(urllib.request.Request(server.url + "/", data=form.encode())) as resp:
+    with pytest.raises(urllib.error.HTTPError) as caught:  # a form post as a browser sends it: refused (D9)
+        urllib.request.urlopen(urllib.request.Request(server.url + "/", data=form.encode()))
+    assert caught.value.code == 403 and "<Code>MissingAuthenticationToken</Code>" in caught.value.read().decode()
+    with urllib.request.urlopen(urllib.request.Request(server.url + "/", data=form.encode(), headers=sdk)) as resp:
         assert b"<PutMetricDataResponse" in resp.read()
     query = "Action=ListMetrics&Version=2010-08-01&Namespace=Q"
-    with urllib.request.urlopen(server.url + "/?" + query) as resp:
+    with urllib.request.urlopen(urllib.request.Request(server.url + "/?" + query, headers=sdk)) as resp:
         text = resp.read().decode()
     assert "<ListMetricsResult><Metrics><member><Namespace>Q</Namespace><MetricName>m</MetricName>" in text
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(server.url + "/?Action=DescribeAlarms&MaxRecords=500")
+        urllib.request.urlopen(urllib.request.Request(server.url + "/?Action=DescribeAlarms&MaxRecords=500",
+                                                      headers=sdk))
     assert "<Code>ValidationError</Code>" in caught.value.read().decode()
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(server.url + "/?Action=Nope")
+        urllib.request.urlopen(urllib.request.Request(server.url + "/?Action=Nope", headers={"Authorization": "x"}))
     assert caught.value.code == 400 and "<Code>UnknownOperationException</Code>" in caught.value.read().decode()
 
 

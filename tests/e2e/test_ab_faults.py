@@ -222,7 +222,7 @@ def test_d16_a_client_gone_mid_body_is_logged_once_at_info_without_a_traceback(
     register(Api(server), "ep-ab", "WeightedSampling")
     for path in ("/invocation", "/conversion", "/promote"):
         with socket.create_connection(("127.0.0.1", server.port)) as s:
-            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             s.sendall(f'{head}X-Amz-Date: 20260101T000000Z\r\nContent-Length: 1000\r\n\r\n{{"endpoint_name": '.encode())
             time.sleep(0.2)
     time.sleep(0.5)

@@ -56,14 +56,14 @@ def exchange(port: int, raw: bytes, answers: int) -> tuple[list[tuple[int, dict[
 
 def invocation(body: bytes, extra: bytes = b"", version: bytes = b"1.1") -> bytes:
     return (
-        b"POST /endpoints/front/invocations HTTP/" + version + b"\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"POST /endpoints/front/invocations HTTP/" + version + b"\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
         b"Content-Length: %d\r\n" % len(body) + extra + b"\r\n" + body
     )
 
 
 def test_pipelined_invocations_and_control_calls_are_answered_in_order(server: Any, sm: Any, echo_image: str) -> None:
     deploy_echo(sm, echo_image, "front", [("v1", 1.0, 1)])
-    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    health = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
     raw = invocation(b"one") + health + invocation(b"status:503") + invocation(b"three")
     answers, closed = exchange(server.port, raw, 4)
     assert [a[0] for a in answers] == [200, 200, 424, 200]
@@ -120,7 +120,7 @@ def test_expect_100_continue_then_the_body(server: Any, sm: Any, echo_image: str
 def test_a_chunked_request_body_is_invoked_whole(server: Any, sm: Any, echo_image: str) -> None:
     deploy_echo(sm, echo_image, "front", [("v1", 1.0, 1)])
     raw = (
-        b"POST /endpoints/front/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"POST /endpoints/front/invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
     )
     answers, closed = exchange(server.port, raw, 1)

@@ -57,11 +57,11 @@ def test_a_graceful_stop_answers_the_request_in_flight_then_shuts_the_app_down()
         await server.listening.wait()
         assert app.events == ["startup"]
         idle_r, idle_w = await asyncio.open_connection("127.0.0.1", server.port)
-        idle_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle_w.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         first = await _read_answer(idle_r)
         assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"server: modelgate" in first
         busy_r, busy_w = await asyncio.open_connection("127.0.0.1", server.port)
-        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        busy_w.write(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await app.entered.wait()
 
         server.stop()
@@ -87,7 +87,7 @@ def test_a_request_that_outlasts_the_graceful_timeout_is_cut_off() -> None:
         serving = asyncio.create_task(server.serve())
         await server.listening.wait()
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await app.entered.wait()
         started = time.monotonic()
         server.stop()

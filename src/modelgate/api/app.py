@@ -26,7 +26,7 @@ from modelgate.api.http import (
     send_response,
 )
 from modelgate.api.runtime import RuntimeApi
-from modelgate.errors import ModelgateError, RequestTooLarge, UnknownOperation
+from modelgate.errors import ClientDisconnected, ModelgateError, RequestTooLarge, UnknownOperation
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ class App:
             body = await read_body(receive, self.max_body, f"The request body is larger than {self.max_body} bytes.")
         except RequestTooLarge as exc:
             await send_json(send, 413, {"__type": exc.code, "message": exc.message}, b"application/json")
+            return
+        except ClientDisconnected:
+            log.info("%s %s: the client left before its body was complete; not executed", method, path)
             return
         request = Request(scope, body)
         target = request.header("x-amz-target")

@@ -5,6 +5,10 @@ arrive as CBOR tag 1 (decoded by cbor2 into datetimes) and leave as tag 1 with a
 walking botocore's output shape. Errors are CBOR maps with ``__type`` and ``message``, plus
 ``x-amzn-query-error`` for query-compatible services, which botocore's ``RpcV2CBORParser`` reads exactly
 as its JSON parser does (reference §1.1).
+
+Requests must carry ``smithy-protocol: rpc-v2-cbor``, which the protocol requires of clients and botocore
+sends: a browser cannot set it without a CORS preflight, so a web page cannot post CBOR here as
+``text/plain`` (api/browsers.py).
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ async def handle_rpc_v2_cbor(service: JsonRpcService, request: Request, send: Se
     request_id = new_request_id()
     headers = [(b"x-amzn-requestid", request_id.encode()), (b"smithy-protocol", b"rpc-v2-cbor")]
     try:
+        if request.header("smithy-protocol") != "rpc-v2-cbor":
+            raise SerializationException(
+                "rpc-v2-cbor requests must carry the header smithy-protocol: rpc-v2-cbor (every AWS SDK sends it)."
+            )
         parts = request.path.split("/")
         prefix = service.model.metadata.get("targetPrefix")
         if len(parts) != 5 or parts[1] != "service" or parts[3] != "operation" or parts[2] != prefix:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from modelgate.errors import RequestTooLarge
+from modelgate.errors import ClientDisconnected, RequestTooLarge
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -41,13 +41,16 @@ class Request:
 
 
 async def read_body(receive: Receive, limit: int, too_large_message: str) -> bytes:
-    """Read the whole body, refusing more than ``limit`` bytes without buffering past it."""
+    """Read the whole body, refusing more than ``limit`` bytes without buffering past it.
+
+    A disconnect before the last body message raises :class:`ClientDisconnected` (as Starlette's
+    ``ClientDisconnect``): a body cut short must never be taken for the whole one and executed."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected("The client disconnected before the whole request body arrived.")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

@@ -5,6 +5,12 @@ take by walking botocore's input shape (lists as ``Name.member.N``, maps as ``Na
 ISO 8601 timestamps); the result is rendered as ``<OpResponse><OpResult>...</OpResult>
 <ResponseMetadata>`` by walking the output shape. Errors are ``<ErrorResponse>`` with the query code
 (reference §1.2) that botocore's ``QueryParser`` reads.
+
+A form-urlencoded POST is what a browser's HTML form sends, to any address, without asking (no CORS
+preflight): a web page could otherwise put metric data, alarms and alarm states on a user's loopback
+server. Every AWS SDK sends headers a form cannot set (``Authorization`` and ``X-Amz-Date`` when signing,
+``amz-sdk-invocation-id`` always, also unsigned), so a request with none of them is refused
+(``MissingAuthenticationToken``, 403, as AWS answers an unsigned query request). See api/browsers.py.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from modelgate.api.awsjson import InvalidInput, JsonRpcService, error_code, erro
 from modelgate.api.http import Request, Send, new_request_id, send_response
 from modelgate.api.shape_model import ListShape, MapShape, Shape, StructureShape
 from modelgate.api.shapes import timestamp_seconds
-from modelgate.errors import InternalFailure, ModelgateError, UnknownOperation
+from modelgate.errors import InternalFailure, MissingAuthenticationToken, ModelgateError, UnknownOperation
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = b"text/xml"
+SDK_HEADERS = ("authorization", "x-amz-date", "amz-sdk-invocation-id")  # one of them on every SDK request
 _MISSING = object()
 
 
@@ -137,6 +144,11 @@ async def handle_aws_query(service: JsonRpcService, request: Request, send: Send
     request_id = new_request_id()
     namespace = service.model.metadata.get("xmlNamespace", "")
     try:
+        if not any(request.header(name) is not None for name in SDK_HEADERS):
+            raise MissingAuthenticationToken(
+                "Query-protocol requests must carry Authorization, X-Amz-Date or amz-sdk-invocation-id, as every "
+                "AWS SDK sends them and a browser's form post cannot (sign the request, or add one of them)."
+            )
         raw = request.body if request.method == "POST" else request.query_string
         flat = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         action = flat.pop("Action", "")

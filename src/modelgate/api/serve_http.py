@@ -26,7 +26,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from modelgate.api.app import ASGIApp
-from modelgate.api.front import KEEP_ALIVE_SECONDS, FrontProtocol, ServerState
+from modelgate.api.browsers import BrowserGuard
+from modelgate.api.front import FrontProtocol, ServerState
+from modelgate.api.front_limits import FrontLimits
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,10 @@ class Lifespan:
 
 
 class HttpServer:
-    """One listening socket serving ``app`` through :class:`FrontProtocol` until told to stop."""
+    """One listening socket serving ``app`` through :class:`FrontProtocol` until told to stop.
+
+    ``limits`` are the front's (api/front_limits.py); ``guard`` says which Host names and browser origins
+    are accepted (api/browsers.py; by default the names of ``host`` and localhost, no origins)."""
 
     def __init__(
         self,
@@ -105,15 +110,15 @@ class HttpServer:
         host: str,
         port: int,
         *,
-        keep_alive: float = KEEP_ALIVE_SECONDS,
+        limits: FrontLimits | None = None,
+        guard: BrowserGuard | None = None,
         graceful_timeout: float = GRACEFUL_SECONDS,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port  # the bound port once listening (``port=0`` picks one)
-        self.keep_alive = keep_alive
         self.graceful_timeout = graceful_timeout
-        self.state = ServerState()
+        self.state = ServerState(limits, guard or BrowserGuard.for_server(host))
         self.listening = asyncio.Event()
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -150,7 +155,7 @@ class HttpServer:
             return STARTUP_FAILURE
 
         def connection() -> FrontProtocol:
-            return FrontProtocol(self.app, self.state, lifespan.state, self.keep_alive, loop)
+            return FrontProtocol(self.app, self.state, lifespan.state, loop)
 
         try:
             server = await loop.create_server(connection, self.host, self.port, reuse_address=True, backlog=BACKLOG)
