@@ -154,13 +154,16 @@ def test_d9_ab_cors_simple_requests_change_nothing(server_factory: Any, echo_ima
     api = Api(server)
     register(api, "ep-ab", "WeightedSampling")
     _, served = invoke(api, "ep-ab", "u1")
-    forms = {"Content-Type": "text/plain", "Origin": "http://attacker.example", "X-Amz-Date": "20260101T000000Z"}
+    forms = {"Content-Type": "text/plain", "X-Amz-Date": "20260101T000000Z"}
     conversion = {"endpoint_name": "ep-ab", "user_id": "u1", "inference_id": served["inference_id"]}
     for path, body in (("/conversion", conversion), ("/promote", {"endpoint_name": "ep-ab", "endpoint_variant": "b"}),
                        ("/invocation", {"endpoint_name": "ep-ab", "data": "1", "user_id": "u2"})):  # fmt: skip
         got, out = api.post(path, body, forms)
         assert (got, out.get("code")) == (415, "UnsupportedMediaType"), (path, out)
         assert "application/json" in out["message"]
+        # From a browser page (an Origin) the HTTP front refuses it before the A/B API sees it (D9).
+        got, out = api.post(path, body, {**forms, "Origin": "http://attacker.example"})
+        assert (got, out.get("__type")) == (403, "AccessDeniedException"), (path, out)
     stats = wait_counts(api, "ep-ab", lambda s: sum(m["invocation_count"] for m in s.values()) == 1, timeout=10)
     assert sum(m["invocation_count"] for m in stats.values()) == 1
     assert sum(m["conversion_count"] for m in stats.values()) == 0
