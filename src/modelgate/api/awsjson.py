@@ -58,6 +58,17 @@ def parse_wire_time(value: Any) -> float:
     raise SerializationException(f"Cannot parse timestamp {value!r}")
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` with every null structure member left out: a member sent as JSON ``null`` (or CBOR null) is
+    absent, as AWS takes it. Handlers test members with ``in``; a null that reached them failed there with a
+    TypeError (a 500). Null list items and map values are refused by validation first."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 class JsonRpcService:
     def __init__(
         self,
@@ -87,7 +98,7 @@ class JsonRpcService:
         errors = validation_errors(op_model, params, self.pattern_overrides)
         if errors:
             raise InvalidInput(self.validation_code, format_errors(errors))
-        return await handler(params)
+        return await handler(without_nulls(params))
 
     async def handle(self, request: Request, send: Send, operation: str) -> None:
         request_id = new_request_id()

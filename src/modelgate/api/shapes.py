@@ -38,6 +38,7 @@ from modelgate.api.shape_model import (
     StringShape,
     StructureShape,
 )
+from modelgate.api.surrogates import is_unpaired
 
 # The operations whose shapes are kept, per botocore service name (None: every operation). CloudWatch's are
 # all kept: its query protocol looks the operation up in the model before asking whether modelgate serves it
@@ -207,6 +208,10 @@ class _Walker:
             if "max" in meta and len(value) > meta["max"]:
                 self.fail(value, path, f"Member must have length less than or equal to {meta['max']}")
             for i, item in enumerate(value, start=1):
+                if item is None:
+                    self.errors.append(
+                        f"Value null at '{path}.{i}.member' failed to satisfy constraint: Member must not be null"
+                    )
                 self.walk(shape.member, item, f"{path}.{i}.member")
             return
         if type_name == "map":
@@ -217,6 +222,10 @@ class _Walker:
             if "max" in meta and len(value) > meta["max"]:
                 self.fail(value, path, f"Member must have length less than or equal to {meta['max']}")
             for k, v in value.items():
+                if v is None:
+                    self.errors.append(
+                        f"Value null at '{path}.{k}.value' failed to satisfy constraint: Member must not be null"
+                    )
                 self.walk(shape.key, k, f"{path}.{k}.key")
                 self.walk(shape.value, v, f"{path}.{k}.value")
             return
@@ -224,6 +233,12 @@ class _Walker:
             assert isinstance(shape, StringShape)
             if not isinstance(value, str):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
+                return
+            if is_unpaired(value):  # not shown: the message must be encodable (api/surrogates.py)
+                self.errors.append(
+                    f"Value at '{path}' failed to satisfy constraint: Member must be Unicode text "
+                    "(it holds an unpaired surrogate)"
+                )
                 return
             if "min" in meta and len(value) < meta["min"]:
                 self.fail(value, path, f"Member must have length greater than or equal to {meta['min']}")

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from modelgate.api.surrogates import holds_unpaired
 from modelgate.errors import InternalFailure, ModelgateError, RequestTooLarge
 from modelgate.experiments.analysis import Summary
 from modelgate.experiments.entities import ExperimentParams, Strategy
@@ -60,6 +61,8 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidRequest("Require HTTP POST with json body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Require HTTP POST with json body")
+    if holds_unpaired(body):  # JSON's \ud800 escape: no store or answer can hold it (api/surrogates.py)
+        raise InvalidRequest("Require json body of Unicode text: a string holds an unpaired surrogate")
     if not isinstance(body.get("endpoint_name"), str) or not body["endpoint_name"]:
         raise InvalidRequest("Require endpoint name in body")
     return body

@@ -1,0 +1,145 @@
+"""What the fuzz tests (tests/fuzz) found, each pinned down by hand: raw requests to a real server.
+
+Each FZn test is one of the fuzzer's findings outside the review's defects: a 500, or a 4xx without an AWS error
+code, or an answer its protocol cannot parse, with the smallest request that showed it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import cbor2
+import pytest
+from tests.e2e.conftest import ServerProcess
+from tests.fuzz.wire import Client, RawAnswer, request
+
+CW = "GraniteServiceVersion20100801"
+
+
+def _sagemaker(client: Client, op: str, body: bytes) -> RawAnswer:
+    headers = [("X-Amz-Target", f"SageMaker.{op}".encode()), ("Content-Type", b"application/x-amz-json-1.1")]
+    answer = client.send(request("POST", "/", body, headers))
+    assert answer is not None
+    return answer
+
+
+def _cloudwatch_json(client: Client, op: str, body: bytes) -> RawAnswer:
+    headers = [("X-Amz-Target", f"{CW}.{op}".encode()), ("Content-Type", b"application/x-amz-json-1.0")]
+    answer = client.send(request("POST", "/", body, headers))
+    assert answer is not None
+    return answer
+
+
+def _ab(client: Client, route: str, body: bytes, method: str = "POST") -> RawAnswer:
+    answer = client.send(request(method, f"/{route}", body, [("Content-Type", b"application/json")]))
+    assert answer is not None
+    return answer
+
+
+def _error(answer: RawAnswer) -> tuple[int, str, str]:
+    body = answer.json()
+    return answer.status, body["__type"], body["message"]
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Any:
+    c = Client(server.port)
+    yield c
+    c.close()
+
+
+def test_fz1_unsupported_routing_strategy_is_a_validation_error(client: Client, echo_image: str) -> None:
+    assert (
+        _sagemaker(
+            client, "CreateModel", json.dumps({"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}}).encode()
+        ).status
+        == 200
+    )
+    for strategy in ("PREFIX_AWARE", "KV_AWARE"):  # in botocore's enum, not routed by modelgate
+        variant = {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        body = {
+            "EndpointConfigName": "c",
+            "ProductionVariants": [{**variant, "RoutingConfig": {"RoutingStrategy": strategy}}],
+        }
+        status, code, message = _error(_sagemaker(client, "CreateEndpointConfig", json.dumps(body).encode()))
+        assert (status, code) == (400, "ValidationException")
+        assert message == (
+            f"RoutingStrategy {strategy} of production variant v is not supported by modelgate yet; "
+            "use LEAST_OUTSTANDING_REQUESTS or RANDOM."
+        )
+    assert _sagemaker(client, "ListEndpointConfigs", b"{}").json()["EndpointConfigs"] == []
+
+
+def test_fz2_null_members_are_absent_and_null_items_refused(client: Client) -> None:
+    # A null member is an absent one: here InitialInstanceCount, which modelgate requires.
+    assert (
+        _sagemaker(
+            client,
+            "CreateModel",
+            b'{"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}, "ExecutionRoleArn": null}',
+        ).status
+        == 200
+    )
+    variant = b'{"VariantName": "v", "ModelName": "m", "InitialInstanceCount": null, "InstanceType": "ml.m5.large"}'
+    body = b'{"EndpointConfigName": "c", "ProductionVariants": [' + variant + b"]}"
+    assert _error(_sagemaker(client, "CreateEndpointConfig", body)) == (
+        400,
+        "ValidationException",
+        "Production variant v must set InitialInstanceCount.",
+    )
+    # A null list item is refused by validation, as a null required member is.
+    status, code, message = _error(
+        _sagemaker(
+            client, "AddTags", b'{"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "Tags": [null]}'
+        )
+    )
+    assert (status, code) == (400, "ValidationException")
+    assert "Value null at 'tags.1.member' failed to satisfy constraint: Member must not be null" in message
+    assert (
+        _sagemaker(client, "ListTags", b'{"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}').json()[
+            "Tags"
+        ]
+        == []
+    )
+    assert [
+        c["EndpointConfigName"] for c in _sagemaker(client, "ListEndpointConfigs", b"{}").json()["EndpointConfigs"]
+    ] == []
+
+
+def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Client) -> None:
+    status, code, message = _error(
+        _sagemaker(
+            client,
+            "CreateModel",
+            b'{"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}, '
+            b'"Tags": [{"Key": "k\\ud800", "Value": "v"}]}',
+        )
+    )
+    assert (status, code) == (400, "ValidationException")
+    assert message == (
+        "1 validation error detected: Value at 'tags.1.member.key' failed to satisfy constraint: "
+        "Member must be Unicode text (it holds an unpaired surrogate)"
+    )
+    assert _sagemaker(client, "ListModels", b"{}").json()["Models"] == []
+    put = b'{"Namespace": "fz", "MetricData": [{"MetricName": "a\\udfffb", "Value": 1}]}'
+    status, code, message = _error(_cloudwatch_json(client, "PutMetricData", put))
+    assert (status, code) == (400, "ValidationException")
+    assert "at 'metricData.1.member.metricName'" in message
+    # Nothing was stored: the CBOR answer (which cannot hold a surrogate) is whole.
+    cbor = client.send(
+        request(
+            "POST", f"/service/{CW}/operation/ListMetrics", cbor2.dumps({}), [("Content-Type", b"application/cbor")]
+        )
+    )
+    assert cbor is not None and (cbor.status, cbor2.loads(cbor.body)) == (200, {"Metrics": []})
+    for route in ("register", "stats", "promote", "invocation", "conversion"):
+        answer = _ab(client, route, b'{"endpoint_name": "e\\ud800", "data": "x"}')
+        assert (answer.status, answer.json()) == (
+            400,
+            {
+                "code": "InvalidRequest",
+                "message": "Require json body of Unicode text: a string holds an unpaired surrogate",
+            },
+        ), route
+    assert "Traceback" not in server.log()
