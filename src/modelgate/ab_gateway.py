@@ -130,12 +130,11 @@ class _Running:
         # The experiments package (with numpy, starlette and the stores) is imported here, when A/B is first
         # needed, not at start: about 8 MB of the gateway's RSS (bench/memory.py, bench/RESULTS.md "Memory").
         import numpy as np
-        from starlette.applications import Starlette
 
         from modelgate.experiments.aggregator import Aggregator
         from modelgate.experiments.assignment_cache import AssignmentCache
         from modelgate.experiments.events import EventBuffer
-        from modelgate.experiments.http import ExperimentsApi
+        from modelgate.experiments.http import create_app
         from modelgate.experiments.service import ExperimentService
         from modelgate.experiments.sinks import sink_from_url
         from modelgate.experiments.sqlstore import SqlAssignmentStore, SqlExperimentStore, create_tables
@@ -167,7 +166,8 @@ class _Running:
             clock=clock,
             rng=np.random.default_rng(),
         )
-        self.app = Starlette(routes=ExperimentsApi(self.service).routes())
+        # create_app's handlers answer 404 and 405 in the API's error shape ({"code": ..., "message": ...}).
+        self.app = create_app(self.service)
         paths = frozenset(r.path for r in self.app.routes if hasattr(r, "path"))
         if paths != PATHS:
             raise RuntimeError(f"the A/B routes {sorted(paths)} are not ab_gateway.PATHS {sorted(PATHS)}")

@@ -7,6 +7,8 @@ code, or an answer its protocol cannot parse, with the smallest request that sho
 from __future__ import annotations
 
 import json
+import socket
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import cbor2
@@ -107,6 +109,25 @@ def test_fz2_null_members_are_absent_and_null_items_refused(client: Client) -> N
     ] == []
 
 
+def test_fz3_query_protocol_by_get_and_unknown_paths_have_an_error_code(client: Client) -> None:
+    answer = client.send(request("GET", "/?Action=ListMetrics&Version=2010-08-01"))
+    assert answer is not None and answer.status == 200, answer
+    assert ET.fromstring(answer.body).tag.endswith("ListMetricsResponse")
+    for method, path in (("GET", "/nowhere"), ("PUT", "/"), ("POST", "/service/Other/operation/ListMetrics")):
+        answer = client.send(request(method, path))
+        assert answer is not None
+        assert (answer.status, answer.header("x-amzn-errortype")) == (404, "UnknownOperationException")
+        assert answer.json() == {
+            "__type": "UnknownOperationException",
+            "message": f"Not Found: no operation is served at {method} {path}.",
+        }
+
+
+def test_fz4_ab_routes_answer_wrong_methods_with_a_code(client: Client) -> None:
+    answer = _ab(client, "promote", b'{"endpoint_name": "x"}', method="GET")
+    assert (answer.status, answer.json()) == (405, {"code": "MethodNotAllowed", "message": "Method Not Allowed"})
+
+
 def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Client) -> None:
     status, code, message = _error(
         _sagemaker(
@@ -143,3 +164,14 @@ def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Clie
             },
         ), route
     assert "Traceback" not in server.log()
+
+
+def test_fz8_malformed_http_is_refused_with_an_error_code(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            b"POST /endpoints/x/invocations HTTP/1.1\r\nHost: x\r\n"
+            b"X-Amzn-SageMaker-Target-Model: \x7f\r\nContent-Length: 0\r\n\r\n"
+        )
+        head = s.recv(65536).split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"x-amzn-errortype: BadRequest" in head

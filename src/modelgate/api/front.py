@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 5.0  # uvicorn's default, which the gateway had; tests/e2e/test_http_front.py relies on it
 _SERVER = (b"server", b"modelgate")
 _INVALID = b"Invalid HTTP request received."
-_BAD_REQUEST = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+_BAD_REQUEST = (  # with an AWS error code, as every refusal has one (tests/fuzz): a client's error parser finds it
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nx-amzn-errortype: BadRequest\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_INVALID), _INVALID)
 )
 _SERVER_ERROR = (
