@@ -13,7 +13,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, deploy_echo
 from tests.fuzz.wire import Client, RawAnswer, request
 
 CW = "GraniteServiceVersion20100801"
@@ -126,6 +126,26 @@ def test_fz3_query_protocol_by_get_and_unknown_paths_have_an_error_code(client: 
 def test_fz4_ab_routes_answer_wrong_methods_with_a_code(client: Client) -> None:
     answer = _ab(client, "promote", b'{"endpoint_name": "x"}', method="GET")
     assert (answer.status, answer.json()) == (405, {"code": "MethodNotAllowed", "message": "Method Not Allowed"})
+
+
+def test_fz5_ab_invocation_header_values_are_checked(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_ALLOW_COMMAND_IMAGES="true")
+    deploy_echo(server.client("sagemaker"), echo_image, "ep", [("a", 1.0, 1)])
+    client = Client(server.port)
+    base = {"endpoint_name": "ep", "data": "x", "user_id": "u1"}
+    assert _ab(client, "invocation", json.dumps(base).encode()).status in (200, 201, 202)
+    refused = [
+        ({"inference_id": "e\u0301"}, "inferenceId"),  # not Latin-1: the forward to the instance failed (500)
+        ({"inference_id": " x"}, "inferenceId"),
+        ({"content_type": "text/plain\r\nX-Injected: 1"}, "contentType"),  # a header of the caller's, injected
+        ({"content_type": "caf\u00e9"}, "contentType"),
+    ]
+    for extra, member in refused:
+        answer = _ab(client, "invocation", json.dumps({**base, **extra}).encode())
+        assert answer.status == 400, (extra, answer)
+        assert answer.json()["code"] == "ValidationError"
+        assert answer.json()["message"].startswith(f"1 validation error detected: Value at '{member}' failed")
+    client.close()
 
 
 def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Client) -> None:
