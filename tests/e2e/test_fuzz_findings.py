@@ -148,6 +148,24 @@ def test_fz5_ab_invocation_header_values_are_checked(server_factory: Any, echo_i
     client.close()
 
 
+def test_fz6_query_answers_stay_xml_with_control_characters(client: Client) -> None:
+    body = json.dumps({"Namespace": "fz", "MetricData": [{"MetricName": "a\x01b\x1f", "Value": 1}]}).encode()
+    assert _cloudwatch_json(client, "PutMetricData", body).status == 200
+    answer = client.send(
+        request(
+            "POST",
+            "/",
+            b"Action=ListMetrics&Version=2010-08-01",
+            [("Content-Type", b"application/x-www-form-urlencoded")],
+        )
+    )
+    assert answer is not None and answer.status == 200
+    names = [e.text for e in ET.fromstring(answer.body).iter() if e.tag.endswith("MetricName")]
+    assert names == ["a\ufffdb\ufffd"]
+    # The JSON answer keeps the name as it was put.
+    assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"][0]["MetricName"] == "a\x01b\x1f"
+
+
 def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Client) -> None:
     status, code, message = _error(
         _sagemaker(
@@ -195,3 +213,35 @@ def test_fz8_malformed_http_is_refused_with_an_error_code(server: ServerProcess)
         head = s.recv(65536).split(b"\r\n\r\n")[0].split(b"\r\n")
     assert head[0] == b"HTTP/1.1 400 Bad Request"
     assert b"x-amzn-errortype: BadRequest" in head
+
+
+def test_fz9_non_finite_times_are_refused(client: Client) -> None:
+    cbor_put = cbor2.dumps(
+        {"Namespace": "fz", "MetricData": [{"MetricName": "m", "Value": 1.0, "Timestamp": float("nan")}]}
+    )
+    answer = client.send(
+        request("POST", f"/service/{CW}/operation/PutMetricData", cbor_put, [("Content-Type", b"application/cbor")])
+    )
+    assert answer is not None
+    assert (answer.status, cbor2.loads(answer.body)) == (
+        400,
+        {
+            "__type": "InvalidParameterValueException",
+            "message": "The value nan for parameter MetricData.member.1.Timestamp is invalid.",
+        },
+    )
+    get = b'{"Namespace": "fz", "MetricName": "m", "StartTime": NaN, "EndTime": 9, "Period": 60, "Statistics": ["Sum"]}'
+    assert _error(_cloudwatch_json(client, "GetMetricStatistics", get)) == (
+        400,
+        "InvalidParameterValueException",
+        "The value nan for parameter StartTime is invalid.",
+    )
+    get = b'{"MetricDataQueries": [{"Id": "e1", "Expression": "1"}], "StartTime": 0, "EndTime": Infinity}'
+    assert _error(_cloudwatch_json(client, "GetMetricData", get))[1:] == (
+        "InvalidParameterValueException",
+        "The value inf for parameter EndTime is invalid.",
+    )
+    history = b'{"StartDate": -Infinity}'
+    assert _error(_cloudwatch_json(client, "DescribeAlarmHistory", history))[0] == 400
+    # Nothing was stored.
+    assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"] == []

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from modelgate.api.awsjson import without_nulls
+from modelgate.api.query import escape
 from modelgate.api.surrogates import holds_unpaired, is_unpaired
 
 
@@ -48,3 +49,17 @@ def test_holds_unpaired(value: Any, unpaired: bool) -> None:
 )
 def test_without_nulls(value: Any, expected: Any) -> None:
     assert without_nulls(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a<b>&c", "a&lt;b&gt;&amp;c"),
+        ("tab\tlf\ncr\r", "tab\tlf\ncr\r"),
+        ("\x00\x01\x08\x0b\x0c\x0e\x1f", "\ufffd" * 7),
+        ("\ud800x\uffff\ufffe", "\ufffdx\ufffd\ufffd"),
+        ("é🙂\u0080\x7f", "é🙂\u0080\x7f"),
+    ],
+)
+def test_query_escape_keeps_xml_well_formed(text: str, expected: str) -> None:
+    assert escape(text) == expected
