@@ -13,6 +13,7 @@ from typing import Any
 
 import cbor2
 import pytest
+
 from tests.e2e.conftest import ServerProcess, deploy_echo
 from tests.fuzz.wire import Client, RawAnswer, request
 
@@ -245,3 +246,12 @@ def test_fz9_non_finite_times_are_refused(client: Client) -> None:
     assert _error(_cloudwatch_json(client, "DescribeAlarmHistory", history))[0] == 400
     # Nothing was stored.
     assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"] == []
+
+
+def test_fz10_ab_register_with_an_infinite_count_is_refused(client: Client) -> None:
+    for value in (b"Infinity", b"-Infinity", b"1e400"):
+        answer = _ab(client, "register", b'{"endpoint_name": "x", "looks": ' + value + b"}")
+        assert (answer.status, answer.json()) == (
+            400,
+            {"code": "InvalidParameter", "message": "epsilon, alpha must be numbers; warmup, horizon, looks integers"},
+        ), value

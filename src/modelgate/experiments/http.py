@@ -166,7 +166,7 @@ def _params(body: dict[str, Any]) -> ExperimentParams | None:
             looks=int(body.get("looks", default.looks)),
             control=_optional_str(body, "control"),
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity), which JSON's parser gives
         raise InvalidParameter("epsilon, alpha must be numbers; warmup, horizon, looks integers") from None
 
 
