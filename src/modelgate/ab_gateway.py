@@ -35,7 +35,7 @@ from modelgate.experiments.events import EventFilter
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.routing.router import Invocation, Router
 from modelgate.services.control import ControlPlane, VariantUpdate
-from modelgate.services.metrics import MetricsService
+from modelgate.services.metrics import SMALLEST_MAGNITUDE, MetricsService
 from modelgate.telemetry.model import MetricDatum
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,10 @@ class MetricsPort:
         self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, unit: str, timestamp: float
     ) -> None:
         dims = tuple(sorted(dimensions.items()))
+        if abs(value) < SMALLEST_MAGNITUDE:
+            # A sum of rewards in [0, 1] can be that small (one reward of 1e-200); CloudWatch's validation refuses
+            # it, which failed the whole round's publishing. 0 is what any reader makes of it.
+            value = 0.0
         self.metrics.put_metric_data(namespace, [MetricDatum(name, dims, timestamp, value=value, unit=unit)])
 
 
