@@ -1,8 +1,8 @@
 """The AWS protocols the fuzzer speaks, written by hand so that it controls every byte.
 
-Each :class:`Protocol` turns an operation and its parameters into a :class:`RawRequest`, knows the
-malformed variants of its envelope (``envelopes``: bodies, headers and paths a client could send
-instead), and reads the AWS error code from an answer:
+Each protocol (a :class:`tests.fuzz.fuzzer.WireProtocol`) turns an operation and its parameters into a
+:class:`RawRequest`, knows the malformed variants of its envelope (``envelopes``: bodies, headers and paths
+a client could send instead), and reads the AWS error code from an answer:
 
 * :class:`AwsJson`: ``POST /`` with ``X-Amz-Target: <Prefix>.<Op>``, JSON 1.0 or 1.1; the code is
   ``__type`` or the ``x-amzn-ErrorType`` header;

@@ -300,7 +300,8 @@ def targets(world: AbWorld) -> list[Target]:
         "InvokeEndpointInput.TargetVariant": 0.3,
         "InvokeEndpointInput.InferenceId": 0.3,
         "conversionInput.user_id": 0.8,
-        "conversionInput.inference_id": 0.5,
+        "conversionInput.inference_id": 0.8,
+        "invocationInput.inference_id": 0.5,
         "conversionInput.reward": 0.6,
         "invocationInput.user_id": 0.8,
     }

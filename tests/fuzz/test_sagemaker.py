@@ -25,8 +25,8 @@ REACHED = {
     "json CreateModel": 20,
     "json CreateEndpointConfig": 20,
     "json CreateEndpoint": 3,
-    "json UpdateEndpoint": 2,
-    "json UpdateEndpointWeightsAndCapacities": 2,
+    "json UpdateEndpoint": 1,  # these two need an endpoint InService, which takes its instances' start
+    "json UpdateEndpointWeightsAndCapacities": 1,
     "json DeleteEndpoint": 1,
     "json AddTags": 5,
 }
