@@ -255,3 +255,14 @@ def test_fz10_ab_register_with_an_infinite_count_is_refused(client: Client) -> N
             400,
             {"code": "InvalidParameter", "message": "epsilon, alpha must be numbers; warmup, horizon, looks integers"},
         ), value
+
+
+def test_fz12_ab_body_nested_deep_is_refused(server: ServerProcess, client: Client) -> None:
+    for depth in (1000, 100_000):
+        body = b'{"endpoint_name": "x", "a": ' + b"[" * depth + b"]" * depth + b"}"
+        answer = _ab(client, "stats", body)
+        assert (answer.status, answer.json()) == (
+            400,
+            {"code": "InvalidRequest", "message": "Require HTTP POST with json body"},
+        ), depth
+    assert "Traceback" not in server.log()

@@ -57,7 +57,7 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
         chunks.append(chunk)
     try:
         body = json.loads(b"".join(chunks))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested some hundreds deep
         raise InvalidRequest("Require HTTP POST with json body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Require HTTP POST with json body")
