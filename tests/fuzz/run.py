@@ -30,6 +30,12 @@ def examples(share: float) -> int:
     return max(1, round(int(os.environ.get("MODELGATE_FUZZ_EXAMPLES", DEFAULT_EXAMPLES)) * share))
 
 
+def timeout(share: float) -> float:
+    """pytest-timeout's limit for a module sending ``examples(share)`` requests: the suite's 300 s, or a
+    generous 100 ms a request for the longer runs."""
+    return max(300.0, examples(share) * 0.1)
+
+
 def run_seed() -> int:
     return int(os.environ.get("MODELGATE_FUZZ_SEED", DEFAULT_SEED))
 

@@ -18,7 +18,7 @@ import pytest
 from tests.fuzz.cloudwatch import CloudWatchWorld, targets
 from tests.fuzz.conftest import FuzzServer
 from tests.fuzz.fuzzer import Fuzzer
-from tests.fuzz.run import examples, finish, run
+from tests.fuzz.run import examples, finish, run, timeout
 
 SHARE = 0.35
 REACHED = {
@@ -35,6 +35,7 @@ REACHED = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(timeout(SHARE))
 def test_fuzz_cloudwatch_three_protocols(fuzz_server: FuzzServer) -> None:
     world = CloudWatchWorld(fuzz_server.client)
     world.snapshot()

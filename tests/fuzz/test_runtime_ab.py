@@ -20,7 +20,7 @@ import pytest
 
 from tests.fuzz.conftest import FuzzServer
 from tests.fuzz.fuzzer import Fuzzer
-from tests.fuzz.run import examples, finish, run
+from tests.fuzz.run import examples, finish, run, timeout
 from tests.fuzz.runtime_ab import ENDPOINTS, AbRest, AbWorld, targets
 
 SHARE = 0.20
@@ -63,6 +63,7 @@ def deploy(env: FuzzServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(timeout(SHARE))
 def test_fuzz_runtime_and_ab_routes(fuzz_server: FuzzServer) -> None:
     deploy(fuzz_server)
     world = AbWorld(fuzz_server.client)

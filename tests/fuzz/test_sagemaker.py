@@ -15,7 +15,7 @@ import pytest
 
 from tests.fuzz.conftest import FuzzServer
 from tests.fuzz.fuzzer import Fuzzer
-from tests.fuzz.run import examples, finish, run
+from tests.fuzz.run import examples, finish, run, timeout
 from tests.fuzz.sagemaker import SageMakerWorld, targets
 
 SHARE = 0.45
@@ -33,6 +33,7 @@ REACHED = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(timeout(SHARE))
 def test_fuzz_sagemaker_control_plane(fuzz_server: FuzzServer) -> None:
     client = fuzz_server.client
     world = SageMakerWorld(client)
