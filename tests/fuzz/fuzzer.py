@@ -32,7 +32,7 @@ from hypothesis.strategies import SearchStrategy
 from tests.fuzz.mutate import mutations
 from tests.fuzz.protocols import any_error_code
 from tests.fuzz.values import UNIFORM
-from tests.fuzz.wire import Client, ProbeFailed, RawAnswer, RawRequest, show
+from tests.fuzz.wire import CLOSED_EARLY, Client, ProbeFailed, RawAnswer, RawRequest, show
 from tests.fuzz.world import pick
 
 # Shares of requests: sent valid, with a mutated value or tree, in a malformed envelope (out of 20).
@@ -160,7 +160,7 @@ class Fuzzer:
         code = "" if answer is None else (target.protocol.error_code(answer) or any_error_code(answer) or "")
         status = 0 if answer is None else answer.status
         self.answers[(target.label, status, code)] += 1
-        if answer is not None and status < 300:
+        if answer is not None and 200 <= status < 300:
             self.accepted[target.label] += 1
             if target.mutating:
                 self._state = None
@@ -196,6 +196,8 @@ class Fuzzer:
     def judge(self, target: Target, answer: RawAnswer | None) -> str | None:
         if answer is None:
             return "no answer: the connection was closed or timed out"
+        if answer is CLOSED_EARLY:
+            return None  # a refusal before the whole request was read (a server may close then); it is not accepted
         code = target.protocol.error_code(answer) or any_error_code(answer)
         if answer.status >= 500 and (answer.status, code or "") not in target.allowed:
             return f"status {answer.status} (code {code})"

@@ -66,6 +66,9 @@ class RawAnswer:
             return None
 
 
+CLOSED_EARLY = RawAnswer(0, (("x-fuzz", "the server closed the connection before the request was all sent"),), b"")
+
+
 def request(
     method: str,
     path: str,
@@ -120,22 +123,30 @@ class Client:
             self._conn = None
 
     def send(self, req: RawRequest) -> RawAnswer | None:
-        """The answer, or None when the server closed the connection without one (or took too long)."""
+        """The answer; :data:`CLOSED_EARLY` when the server closed the connection before it had read the whole
+        request (it refused it early: a body over the limit, a header the parser refused) and the answer it
+        may have sent first could not be read; None when it closed without an answer to a request it had read
+        in full, or took longer than the timeout."""
         if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN_SECONDS:
             self.close()  # the server closes idle keep-alive connections: never send on one it may have closed
         conn = self._connection()
+        sent = False
         try:
             conn.putrequest(req.method, req.path, skip_host=True, skip_accept_encoding=True)
             for name, value in req.headers:
                 conn.putheader(name, value)
-            conn.endheaders(req.body)
+            try:
+                conn.endheaders(req.body)
+                sent = True
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # an answer sent before the close may still be there to read
             resp = conn.getresponse()
             body = resp.read()
         except (OSError, http.client.HTTPException):
             self.close()
-            return None
+            return None if sent else CLOSED_EARLY
         self._used = time.monotonic()
-        if resp.will_close:
+        if resp.will_close or not sent:
             self.close()
         return RawAnswer(resp.status, tuple(resp.getheaders()), body)
 
