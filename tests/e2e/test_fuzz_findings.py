@@ -1,0 +1,268 @@
+"""What the fuzz tests (tests/fuzz) found, each pinned down by hand: raw requests to a real server.
+
+Each FZn test is one of the fuzzer's findings outside the review's defects: a 500, or a 4xx without an AWS error
+code, or an answer its protocol cannot parse, with the smallest request that showed it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import cbor2
+import pytest
+
+from tests.e2e.conftest import ServerProcess, deploy_echo
+from tests.fuzz.wire import Client, RawAnswer, request
+
+CW = "GraniteServiceVersion20100801"
+
+
+def _sagemaker(client: Client, op: str, body: bytes) -> RawAnswer:
+    headers = [("X-Amz-Target", f"SageMaker.{op}".encode()), ("Content-Type", b"application/x-amz-json-1.1")]
+    answer = client.send(request("POST", "/", body, headers))
+    assert answer is not None
+    return answer
+
+
+def _cloudwatch_json(client: Client, op: str, body: bytes) -> RawAnswer:
+    headers = [("X-Amz-Target", f"{CW}.{op}".encode()), ("Content-Type", b"application/x-amz-json-1.0")]
+    answer = client.send(request("POST", "/", body, headers))
+    assert answer is not None
+    return answer
+
+
+def _ab(client: Client, route: str, body: bytes, method: str = "POST") -> RawAnswer:
+    answer = client.send(request(method, f"/{route}", body, [("Content-Type", b"application/json")]))
+    assert answer is not None
+    return answer
+
+
+def _error(answer: RawAnswer) -> tuple[int, str, str]:
+    body = answer.json()
+    return answer.status, body["__type"], body["message"]
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Any:
+    c = Client(server.port)
+    yield c
+    c.close()
+
+
+def test_fz1_unsupported_routing_strategy_is_a_validation_error(client: Client, echo_image: str) -> None:
+    assert (
+        _sagemaker(
+            client, "CreateModel", json.dumps({"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}}).encode()
+        ).status
+        == 200
+    )
+    for strategy in ("PREFIX_AWARE", "KV_AWARE"):  # in botocore's enum, not routed by modelgate
+        variant = {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        body = {
+            "EndpointConfigName": "c",
+            "ProductionVariants": [{**variant, "RoutingConfig": {"RoutingStrategy": strategy}}],
+        }
+        status, code, message = _error(_sagemaker(client, "CreateEndpointConfig", json.dumps(body).encode()))
+        assert (status, code) == (400, "ValidationException")
+        assert message == (
+            f"RoutingStrategy {strategy} of production variant v is not supported by modelgate yet; "
+            "use LEAST_OUTSTANDING_REQUESTS or RANDOM."
+        )
+    assert _sagemaker(client, "ListEndpointConfigs", b"{}").json()["EndpointConfigs"] == []
+
+
+def test_fz2_null_members_are_absent_and_null_items_refused(client: Client) -> None:
+    # A null member is an absent one: here InitialInstanceCount, which modelgate requires.
+    assert (
+        _sagemaker(
+            client,
+            "CreateModel",
+            b'{"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}, "ExecutionRoleArn": null}',
+        ).status
+        == 200
+    )
+    variant = b'{"VariantName": "v", "ModelName": "m", "InitialInstanceCount": null, "InstanceType": "ml.m5.large"}'
+    body = b'{"EndpointConfigName": "c", "ProductionVariants": [' + variant + b"]}"
+    assert _error(_sagemaker(client, "CreateEndpointConfig", body)) == (
+        400,
+        "ValidationException",
+        "Production variant v must set InitialInstanceCount.",
+    )
+    # A null list item is refused by validation, as a null required member is.
+    status, code, message = _error(
+        _sagemaker(
+            client, "AddTags", b'{"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "Tags": [null]}'
+        )
+    )
+    assert (status, code) == (400, "ValidationException")
+    assert "Value null at 'tags.1.member' failed to satisfy constraint: Member must not be null" in message
+    assert (
+        _sagemaker(client, "ListTags", b'{"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}').json()[
+            "Tags"
+        ]
+        == []
+    )
+    assert [
+        c["EndpointConfigName"] for c in _sagemaker(client, "ListEndpointConfigs", b"{}").json()["EndpointConfigs"]
+    ] == []
+
+
+def test_fz3_query_protocol_by_get_and_unknown_paths_have_an_error_code(client: Client) -> None:
+    answer = client.send(request("GET", "/?Action=ListMetrics&Version=2010-08-01"))
+    assert answer is not None and answer.status == 200, answer
+    assert ET.fromstring(answer.body).tag.endswith("ListMetricsResponse")
+    for method, path in (("GET", "/nowhere"), ("PUT", "/"), ("POST", "/service/Other/operation/ListMetrics")):
+        answer = client.send(request(method, path))
+        assert answer is not None
+        assert (answer.status, answer.header("x-amzn-errortype")) == (404, "UnknownOperationException")
+        assert answer.json() == {
+            "__type": "UnknownOperationException",
+            "message": f"Not Found: no operation is served at {method} {path}.",
+        }
+
+
+def test_fz4_ab_routes_answer_wrong_methods_with_a_code(client: Client) -> None:
+    answer = _ab(client, "promote", b'{"endpoint_name": "x"}', method="GET")
+    assert (answer.status, answer.json()) == (405, {"code": "MethodNotAllowed", "message": "Method Not Allowed"})
+
+
+def test_fz5_ab_invocation_header_values_are_checked(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_ALLOW_COMMAND_IMAGES="true")
+    deploy_echo(server.client("sagemaker"), echo_image, "ep", [("a", 1.0, 1)])
+    client = Client(server.port)
+    base = {"endpoint_name": "ep", "data": "x", "user_id": "u1"}
+    assert _ab(client, "invocation", json.dumps(base).encode()).status in (200, 201, 202)
+    refused = [
+        ({"inference_id": "e\u0301"}, "inferenceId"),  # not Latin-1: the forward to the instance failed (500)
+        ({"inference_id": " x"}, "inferenceId"),
+        ({"content_type": "text/plain\r\nX-Injected: 1"}, "contentType"),  # a header of the caller's, injected
+        ({"content_type": "caf\u00e9"}, "contentType"),
+    ]
+    for extra, member in refused:
+        answer = _ab(client, "invocation", json.dumps({**base, **extra}).encode())
+        assert answer.status == 400, (extra, answer)
+        assert answer.json()["code"] == "ValidationError"
+        assert answer.json()["message"].startswith(f"1 validation error detected: Value at '{member}' failed")
+    client.close()
+
+
+def test_fz6_query_answers_stay_xml_with_control_characters(client: Client) -> None:
+    body = json.dumps({"Namespace": "fz", "MetricData": [{"MetricName": "a\x01b\x1f", "Value": 1}]}).encode()
+    assert _cloudwatch_json(client, "PutMetricData", body).status == 200
+    answer = client.send(
+        request(
+            "POST",
+            "/",
+            b"Action=ListMetrics&Version=2010-08-01",
+            [("Content-Type", b"application/x-www-form-urlencoded")],
+        )
+    )
+    assert answer is not None and answer.status == 200
+    names = [e.text for e in ET.fromstring(answer.body).iter() if e.tag.endswith("MetricName")]
+    assert names == ["a\ufffdb\ufffd"]
+    # The JSON answer keeps the name as it was put.
+    assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"][0]["MetricName"] == "a\x01b\x1f"
+
+
+def test_fz7_unpaired_surrogates_are_refused(server: ServerProcess, client: Client) -> None:
+    status, code, message = _error(
+        _sagemaker(
+            client,
+            "CreateModel",
+            b'{"ModelName": "m", "PrimaryContainer": {"Image": "xgboost"}, '
+            b'"Tags": [{"Key": "k\\ud800", "Value": "v"}]}',
+        )
+    )
+    assert (status, code) == (400, "ValidationException")
+    assert message == (
+        "1 validation error detected: Value at 'tags.1.member.key' failed to satisfy constraint: "
+        "Member must be Unicode text (it holds an unpaired surrogate)"
+    )
+    assert _sagemaker(client, "ListModels", b"{}").json()["Models"] == []
+    put = b'{"Namespace": "fz", "MetricData": [{"MetricName": "a\\udfffb", "Value": 1}]}'
+    status, code, message = _error(_cloudwatch_json(client, "PutMetricData", put))
+    assert (status, code) == (400, "ValidationException")
+    assert "at 'metricData.1.member.metricName'" in message
+    # Nothing was stored: the CBOR answer (which cannot hold a surrogate) is whole.
+    cbor = client.send(
+        request(
+            "POST", f"/service/{CW}/operation/ListMetrics", cbor2.dumps({}), [("Content-Type", b"application/cbor")]
+        )
+    )
+    assert cbor is not None and (cbor.status, cbor2.loads(cbor.body)) == (200, {"Metrics": []})
+    for route in ("register", "stats", "promote", "invocation", "conversion"):
+        answer = _ab(client, route, b'{"endpoint_name": "e\\ud800", "data": "x"}')
+        assert (answer.status, answer.json()) == (
+            400,
+            {
+                "code": "InvalidRequest",
+                "message": "Require json body of Unicode text: a string holds an unpaired surrogate",
+            },
+        ), route
+    assert "Traceback" not in server.log()
+
+
+def test_fz8_malformed_http_is_refused_with_an_error_code(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            b"POST /endpoints/x/invocations HTTP/1.1\r\nHost: x\r\n"
+            b"X-Amzn-SageMaker-Target-Model: \x7f\r\nContent-Length: 0\r\n\r\n"
+        )
+        head = s.recv(65536).split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"x-amzn-errortype: BadRequest" in head
+
+
+def test_fz9_non_finite_times_are_refused(client: Client) -> None:
+    cbor_put = cbor2.dumps(
+        {"Namespace": "fz", "MetricData": [{"MetricName": "m", "Value": 1.0, "Timestamp": float("nan")}]}
+    )
+    answer = client.send(
+        request("POST", f"/service/{CW}/operation/PutMetricData", cbor_put, [("Content-Type", b"application/cbor")])
+    )
+    assert answer is not None
+    assert (answer.status, cbor2.loads(answer.body)) == (
+        400,
+        {
+            "__type": "InvalidParameterValueException",
+            "message": "The value nan for parameter MetricData.member.1.Timestamp is invalid.",
+        },
+    )
+    get = b'{"Namespace": "fz", "MetricName": "m", "StartTime": NaN, "EndTime": 9, "Period": 60, "Statistics": ["Sum"]}'
+    assert _error(_cloudwatch_json(client, "GetMetricStatistics", get)) == (
+        400,
+        "InvalidParameterValueException",
+        "The value nan for parameter StartTime is invalid.",
+    )
+    get = b'{"MetricDataQueries": [{"Id": "e1", "Expression": "1"}], "StartTime": 0, "EndTime": Infinity}'
+    assert _error(_cloudwatch_json(client, "GetMetricData", get))[1:] == (
+        "InvalidParameterValueException",
+        "The value inf for parameter EndTime is invalid.",
+    )
+    history = b'{"StartDate": -Infinity}'
+    assert _error(_cloudwatch_json(client, "DescribeAlarmHistory", history))[0] == 400
+    # Nothing was stored.
+    assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"] == []
+
+
+def test_fz10_ab_register_with_an_infinite_count_is_refused(client: Client) -> None:
+    for value in (b"Infinity", b"-Infinity", b"1e400"):
+        answer = _ab(client, "register", b'{"endpoint_name": "x", "looks": ' + value + b"}")
+        assert (answer.status, answer.json()) == (
+            400,
+            {"code": "InvalidParameter", "message": "epsilon, alpha must be numbers; warmup, horizon, looks integers"},
+        ), value
+
+
+def test_fz12_ab_body_nested_deep_is_refused(server: ServerProcess, client: Client) -> None:
+    for depth in (1000, 100_000):
+        body = b'{"endpoint_name": "x", "a": ' + b"[" * depth + b"]" * depth + b"}"
+        answer = _ab(client, "stats", body)
+        assert (answer.status, answer.json()) == (
+            400,
+            {"code": "InvalidRequest", "message": "Require HTTP POST with json body"},
+        ), depth
+    assert "Traceback" not in server.log()

@@ -1,0 +1,93 @@
+"""The fuzzer's judgement, without a server: what counts as a failure, and the state check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+
+from tests.fuzz.fuzzer import Fuzzer, Target
+from tests.fuzz.protocols import AwsJson
+from tests.fuzz.wire import CLOSED_EARLY, RawAnswer, RawRequest
+
+
+def answer(status: int, body: Any = None, headers: tuple[tuple[str, str], ...] = ()) -> RawAnswer:
+    return RawAnswer(status, headers, json.dumps(body).encode() if body is not None else b"")
+
+
+@dataclass
+class Scripted:
+    """A client that gives the scripted answers in turn."""
+
+    answers: list[RawAnswer | None]
+    sent: list[RawRequest] = field(default_factory=list)
+
+    def send(self, req: RawRequest) -> RawAnswer | None:
+        self.sent.append(req)
+        return self.answers.pop(0)
+
+
+@dataclass
+class State:
+    values: list[Hashable]
+    reads: int = 0
+
+    def __call__(self, params: Any) -> Hashable:
+        self.reads += 1
+        return self.values.pop(0)
+
+
+def run(answers: list[RawAnswer | None], state: State | None = None, **target: Any) -> Fuzzer:
+    client = Scripted(list(answers))
+    t = Target("Op", AwsJson("X", "1.1"), st.just({}), mutating=state is not None, snapshot=state, **target)
+    fuzzer = Fuzzer(client, [t], port=1)  # type: ignore[arg-type]
+    for _ in answers:
+        fuzzer.exchange(t, AwsJson("X", "1.1").build("Op", {}), "valid", {})
+    return fuzzer
+
+
+@pytest.mark.parametrize(
+    ("reply", "failed"),
+    [
+        (answer(200, {}), None),
+        (answer(200, {"x": float("nan")}), "the answer is not strict JSON"),
+        (answer(400, {"__type": "ValidationException", "message": "m"}), None),
+        (answer(404, {}, (("x-amzn-errortype", "UnknownOperationException"),)), None),
+        (answer(400, {"message": "m"}), "status 400 without an AWS error code"),
+        (answer(500, {"__type": "InternalFailure"}), "status 500"),
+        (answer(503, {"__type": "ServiceUnavailable"}), "status 503"),
+        (None, "no answer"),
+        (CLOSED_EARLY, None),
+    ],
+)
+def test_judgement(reply: RawAnswer | None, failed: str | None) -> None:
+    fuzzer = run([reply])
+    details = [f.detail for f in fuzzer.failures.values()]
+    assert details == [] if failed is None else details[0].startswith(failed), details
+
+
+def test_a_legitimate_503_is_allowed_where_the_target_says() -> None:
+    fuzzer = run([answer(503, {"__type": "ServiceUnavailable"})], allowed=frozenset({(503, "ServiceUnavailable")}))
+    assert fuzzer.failures == {}
+
+
+def test_a_rejected_mutating_request_must_leave_the_state() -> None:
+    fuzzer = run([answer(400, {"__type": "ValidationException"})], State(["a", "b"]))
+    [failure] = fuzzer.failures.values()
+    assert failure.detail == "a rejected request changed the state: 'a' -> 'b'"
+    assert fuzzer.rejected_mutations == 1
+
+
+def test_the_state_seen_after_a_rejection_is_the_next_request_s_before() -> None:
+    rejected = answer(400, {"__type": "ValidationException"})
+    state = State(["a", "a", "a", "a", "a"])
+    fuzzer = run([rejected, rejected, answer(200, {}), rejected], state)
+    # before+after, after (the cached before), none for the accepted one, before+after: the accepted request
+    # may have changed the state, so the next one reads it afresh.
+    assert state.reads == 5
+    assert fuzzer.failures == {}
+    assert fuzzer.accepted["json Op"] == 1
