@@ -48,14 +48,16 @@ def _cloudwatch_json(server: ServerProcess, op: str, body: bytes) -> tuple[int, 
 
 def _cloudwatch_cbor(server: ServerProcess, op: str, params: dict[str, Any]) -> tuple[int, str, str]:
     path = f"/service/GraniteServiceVersion20100801/operation/{op}"
-    status, raw = _post(server, cbor2.dumps(params), {"Content-Type": "application/cbor"}, path)
+    headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}  # as botocore sends (D9)
+    status, raw = _post(server, cbor2.dumps(params), headers, path)
     answer = cbor2.loads(raw)
     return status, answer.get("__type", ""), answer.get("message", "")
 
 
 def _cloudwatch_query(server: ServerProcess, params: dict[str, str]) -> tuple[int, str]:
     body = urllib.parse.urlencode({"Version": "2010-08-01", **params}).encode()
-    status, raw = _post(server, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Amz-Date": "20261207T000000Z"}  # D9
+    status, raw = _post(server, body, headers)
     return status, raw.decode()
 
 

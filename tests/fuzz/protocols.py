@@ -36,6 +36,12 @@ from tests.fuzz.wire import RawAnswer, RawRequest, request
 
 Envelope = tuple[str, Callable[[str, Any], RawRequest]]  # (kind, build(operation, params))
 
+# A header of the AWS SDKs that a browser's form cannot set: botocore signs with ``X-Amz-Date`` and
+# ``Authorization`` (and sends ``amz-sdk-invocation-id`` even unsigned). The query protocol and the A/B API's
+# administrative routes refuse a request without one of them (D9: api/query.py, experiments/guard.py); the
+# value is not checked.
+SDK_HEADER = ("X-Amz-Date", b"20261207T000000Z")
+
 
 # --- JSON ----------------------------------------------------------------------------------------------
 
@@ -337,10 +343,11 @@ class AwsQuery:
     name: str = "query"
 
     def raw(self, op: str, body: bytes, kind: str = "", method: str = "POST") -> RawRequest:
-        headers = [("Content-Type", b"application/x-www-form-urlencoded; charset=utf-8")]
+        label = f"{self.name} {op} {kind}".rstrip()
         if method == "GET":
-            return request("GET", "/?" + body.decode("latin-1"), b"", [], label=f"{self.name} {op} {kind}".rstrip())
-        return request(method, "/", body, headers, label=f"{self.name} {op} {kind}".rstrip())
+            return request("GET", "/?" + body.decode("latin-1"), b"", [SDK_HEADER], label=label)
+        headers = [("Content-Type", b"application/x-www-form-urlencoded; charset=utf-8"), SDK_HEADER]
+        return request(method, "/", body, headers, label=label)
 
     def pairs(self, op: str, params: Any) -> list[tuple[str, str]]:
         shape = self.model.operation_model(op).input_shape if op in self.model.operation_names else None

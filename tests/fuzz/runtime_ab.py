@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from tests.fuzz.fuzzer import Target
-from tests.fuzz.protocols import json_bytes, json_code, strict_json_object
+from tests.fuzz.protocols import SDK_HEADER, json_bytes, json_code, strict_json_object
 from tests.fuzz.values import Profile, ShapeStrategies, weighted
 from tests.fuzz.wire import Client, RawAnswer, RawRequest, request
 from tests.fuzz.world import Pool, reference
@@ -39,6 +39,7 @@ USERS = [f"u{i}" for i in range(20)]
 BODIES = [b"hello", b'{"x": 1}', b"1,2,3", b"status:404", b"status:500", b"sleep:0.01", b"", "é".encode()]
 CONTENT_TYPES = ["application/json", "text/csv", "application/x-npy", "text/plain; charset=utf-8"]
 UNAVAILABLE = frozenset({(503, "ServiceUnavailable")})
+ADMINISTRATIVE = ("register", "promote")  # the routes that need an AWS protocol header
 
 
 def _ab_model() -> dict[str, Any]:
@@ -178,6 +179,8 @@ class AbRest:
         content_type: bytes | None = b"application/json",
     ) -> RawRequest:
         headers = [] if content_type is None else [("Content-Type", content_type)]
+        if op in ADMINISTRATIVE:  # with an AWS protocol header, as `modelgate ab-promote` sends them (D9)
+            headers.append(SDK_HEADER)
         return request(method, f"/{op}", body, headers, label=f"{self.name} /{op} {kind}".rstrip())
 
     def build(self, op: str, params: Any, kind: str = "") -> RawRequest:

@@ -123,8 +123,8 @@ HUGE = int("9" * 400)  # beyond a float's range: float(HUGE) raises OverflowErro
         (
             "CreateModel",
             {"ModelName": "m", "Tags": [{"Key": "k", "Value": "a\ud800"}]},
-            "Value 'a\\ud800' at 'tags.1.member.value' failed to satisfy constraint: Member must be valid Unicode: "
-            "it holds an unpaired surrogate",
+            "Value at 'tags.1.member.value' failed to satisfy constraint: Member must be Unicode text "
+            "(it holds an unpaired surrogate)",
         ),
         (
             "CreateModel",
