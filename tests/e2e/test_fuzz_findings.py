@@ -278,3 +278,41 @@ def test_fz12_ab_body_nested_deep_is_refused(server: ServerProcess, client: Clie
             {"code": "InvalidRequest", "message": "Require HTTP POST with json body"},
         ), depth
     assert "Traceback" not in server.log()
+
+
+HUGE = "9" * 400  # an integer literal beyond a float's range: float() of it raises OverflowError
+
+
+def test_fz13_an_integer_beyond_the_float_range_in_a_double_member_is_refused(
+    server: ServerProcess, client: Client
+) -> None:
+    alarm = (
+        '{"AlarmName": "a", "MetricName": "m", "Namespace": "fz", "Statistic": "Sum", "Period": 60, '
+        '"EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold", "Threshold": %s}'
+    )
+    assert _error(_cloudwatch_json(client, "PutMetricAlarm", (alarm % HUGE).encode())) == (
+        400,
+        "InvalidParameterValueException",
+        "The value Infinity for parameter Threshold is invalid.",
+    )
+    put = cbor2.dumps({"Namespace": "fz", "MetricData": [{"MetricName": "m", "Value": -int(HUGE)}]})  # a bignum
+    answer = client.send(request("POST", f"/service/{CW}/operation/PutMetricData", put, CBOR_HEADERS))
+    assert answer is not None
+    assert (answer.status, cbor2.loads(answer.body)) == (
+        400,
+        {
+            "__type": "InvalidParameterValueException",
+            "message": "The value -Infinity for parameter MetricData.member.1.Value is invalid.",
+        },
+    )
+    weights = '{"EndpointName": "e", "DesiredWeightsAndCapacities": [{"VariantName": "a", "DesiredWeight": %s}]}'
+    status, code, message = _error(_sagemaker(client, "UpdateEndpointWeightsAndCapacities", (weights % HUGE).encode()))
+    assert (status, code) == (400, "ValidationException")
+    assert message.endswith(
+        "at 'desiredWeightsAndCapacities.1.member.desiredWeight' failed to satisfy constraint: "
+        "Member must be a finite number"
+    )
+    # Nothing was stored.
+    assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"] == []
+    assert _cloudwatch_json(client, "DescribeAlarms", b"{}").json()["MetricAlarms"] == []
+    assert "Traceback" not in server.log()

@@ -349,6 +349,12 @@ class _Walker:
             self.found.non_finite.append((query, value))
             return value
         bounds = _INTEGER_RANGE.get(type_name)
+        if bounds is None and isinstance(value, int) and abs(value) > sys.float_info.max:
+            # A float or double member given an integer beyond the float range (JSON's 400 digits, a CBOR
+            # bignum): float(value) raises OverflowError. A float parser makes it an infinity, and so it is told.
+            self.fail(value, path, "Member must be a finite number")
+            self.found.non_finite.append((query, math.inf if value > 0 else -math.inf))
+            return value
         if bounds is not None:
             if isinstance(value, float):
                 if not value.is_integer():
