@@ -316,3 +316,17 @@ def test_fz13_an_integer_beyond_the_float_range_in_a_double_member_is_refused(
     assert _cloudwatch_json(client, "ListMetrics", b"{}").json()["Metrics"] == []
     assert _cloudwatch_json(client, "DescribeAlarms", b"{}").json()["MetricAlarms"] == []
     assert "Traceback" not in server.log()
+
+
+def test_fz14_ab_reward_beyond_the_float_range_is_refused(server: ServerProcess, client: Client) -> None:
+    for sign in ("", "-"):
+        body = '{"endpoint_name": "x", "user_id": "u1", "inference_id": "i1", "reward": ' + sign + HUGE + "}"
+        answer = _ab(client, "conversion", body.encode())
+        assert (answer.status, answer.json()) == (
+            400,
+            {
+                "code": "InvalidReward",
+                "message": "reward must be in [0, 1] (1 is a full conversion), got a number beyond the float range",
+            },
+        ), sign
+    assert "Traceback" not in server.log()

@@ -57,7 +57,12 @@ def check_reward(value: float) -> float:
     """Return ``value`` as a float if it is a valid reward, else raise :class:`InvalidReward`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidReward(f"reward must be a number in [0, 1], got {value!r}")
-    reward = float(value)
+    try:
+        reward = float(value)
+    except OverflowError:  # an integer of hundreds of digits (JSON writes them): beyond a float
+        raise InvalidReward(
+            "reward must be in [0, 1] (1 is a full conversion), got a number beyond the float range"
+        ) from None
     if not math.isfinite(reward) or reward < 0.0 or reward > 1.0:
         raise InvalidReward(f"reward must be in [0, 1] (1 is a full conversion), got {value!r}")
     return reward

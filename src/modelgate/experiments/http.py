@@ -40,7 +40,7 @@ from urllib.parse import parse_qs
 from modelgate.api.surrogates import holds_unpaired
 from modelgate.errors import InternalFailure, ModelgateError, RequestTooLarge
 from modelgate.experiments.analysis import Summary
-from modelgate.experiments.entities import ExperimentParams, Strategy
+from modelgate.experiments.entities import ExperimentParams, Strategy, check_reward
 from modelgate.experiments.errors import InvalidParameter, InvalidRequest, InvalidReward, InvalidStrategy
 from modelgate.experiments.guard import AdminGuard, AwsProtocolGuard, require_json
 from modelgate.experiments.service import ExperimentService, Registration, Requester
@@ -148,9 +148,7 @@ def _reward(body: dict[str, Any]) -> float:
             raw = float(raw)
         except ValueError:
             raise InvalidReward(f"reward must be a number in [0, 1], got {raw!r}") from None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise InvalidReward(f"reward must be a number in [0, 1], got {raw!r}")
-    return float(raw)
+    return check_reward(raw)  # also refuses a type other than a number, and an int beyond a float (not a 500)
 
 
 def _predictions(body: bytes) -> Any:
