@@ -330,3 +330,23 @@ def test_fz14_ab_reward_beyond_the_float_range_is_refused(server: ServerProcess,
             },
         ), sign
     assert "Traceback" not in server.log()
+
+
+def test_fz15_ab_register_counts_beyond_the_store_are_refused(server_factory: Any, echo_image: str) -> None:
+    server = server_factory(MODELGATE_ALLOW_COMMAND_IMAGES="true")
+    deploy_echo(server.client("sagemaker"), echo_image, "ep", [("a", 1.0, 1), ("b", 1.0, 1)])
+    client = Client(server.port)
+    assert _ab(client, "register", b'{"endpoint_name": "ep", "warmup": 5}').status in (200, 201)
+    before = _ab(client, "stats", b'{"endpoint_name": "ep"}').json()
+    for member, value, shown in (
+        ("warmup", str(2**63).encode(), "warmup must be in [0, 1000000000], got 9223372036854775808"),
+        ("warmup", b"1e300", "warmup must be in [0, 1000000000], got 1000000000000000052504760255204420248704"),
+        ("horizon", HUGE.encode(), "horizon must be in [1, 1000000000] invocations per variant, got 9999"),
+    ):
+        answer = _ab(client, "register", b'{"endpoint_name": "ep", "%s": %s}' % (member.encode(), value))
+        assert (answer.status, answer.json()["code"]) == (400, "InvalidParameter"), (member, value)
+        assert answer.json()["message"].startswith(shown)
+    after = _ab(client, "stats", b'{"endpoint_name": "ep"}').json()
+    assert (after["experiment_id"], after["warmup"], after["horizon"]) == (before["experiment_id"], 5, 10_000)
+    assert "Traceback" not in server.log()
+    client.close()
