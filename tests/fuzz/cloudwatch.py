@@ -265,6 +265,12 @@ def _data_fixup(world: CloudWatchWorld) -> Fixup:
             query["Id"] = f"m{i + 1}"
             if "MetricStat" in query and "Expression" in query:
                 query.pop("Expression" if i == 0 else "MetricStat")
+            if "MetricStat" not in query and "Expression" not in query:  # exactly one of them is required
+                query["MetricStat"] = {
+                    "Period": 60,
+                    "Stat": "Sum",
+                    "Metric": {"Namespace": "fuzz/A", "MetricName": "m"},
+                }
             stat = query.get("MetricStat")
             if isinstance(stat, dict) and known:
                 ns, name, dims = pick(known, indexes[i % 2])

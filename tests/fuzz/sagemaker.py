@@ -89,8 +89,12 @@ class SageMakerWorld:
         self.models.replace(m["ModelName"] for m in models)
         self.configs.replace(c["EndpointConfigName"] for c in configs)
         self.endpoints.replace(e["EndpointName"] for e in endpoints)
-        for item in [*models, *configs, *endpoints]:
-            self.arns.add(item.get("ModelArn") or item.get("EndpointConfigArn") or item.get("EndpointArn"))
+        # The resources that exist now: a deleted one's ARN is no longer drawn as an existing one.
+        self.arns.replace(
+            arn
+            for item in [*models, *configs, *endpoints]
+            if isinstance(arn := item.get("ModelArn") or item.get("EndpointConfigArn") or item.get("EndpointArn"), str)
+        )
         return (
             frozenset(self.models.items),
             frozenset(self.configs.items),
