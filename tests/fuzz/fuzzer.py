@@ -8,6 +8,10 @@ protocol's ``envelopes``). Every answer is judged (:meth:`Fuzzer.judge`):
 * it came (the connection was not closed on us) and its status is below 500, except a 503
   ``ServiceUnavailable`` where the target allows it (an endpoint with no healthy instance);
 * a 4xx carries an AWS error code where that protocol puts it, and a 2xx answer parses in its protocol;
+* where the answer is known in advance, it is that one: a request a real client would not send (a browser's
+  Host or Origin, a query request without an SDK header: the envelope says, ``RawRequest.expect``) is refused
+  with its documented code, and a valid request whose outcome the world predicts (``Target.expect``: an A/B
+  conversion of an inference the fuzzer was issued, or a forged one) gets that outcome;
 * a rejected mutating request left the state its target observes (List* and Describe* answers) as it was.
 
 Failures do not stop the run: they are collected, grouped by what went wrong (target, status, code,
@@ -32,7 +36,7 @@ from hypothesis.strategies import SearchStrategy
 from tests.fuzz.mutate import mutations
 from tests.fuzz.protocols import any_error_code
 from tests.fuzz.values import UNIFORM
-from tests.fuzz.wire import CLOSED_EARLY, Client, ProbeFailed, RawAnswer, RawRequest, show
+from tests.fuzz.wire import ACCEPTED, CLOSED_EARLY, Client, Outcome, ProbeFailed, RawAnswer, RawRequest, show
 from tests.fuzz.world import pick
 
 # Shares of requests: sent valid, with a mutated value or tree, in a malformed envelope (out of 20).
@@ -69,6 +73,10 @@ class Target:
     state_key: Callable[[Any], Hashable] | None = None
     cache_state: bool = True  # False: the state also changes on its own, some time after an accepted request
     on_answer: Callable[[Any, RawAnswer], None] | None = None  # bookkeeping after a 2xx answer
+    on_refusal: Callable[[Any, RawAnswer], None] | None = None  # bookkeeping after a 4xx answer to a valid request
+    # The answers a valid request may get, as the world predicts them from its params (before it is sent);
+    # None: any the judgement takes.
+    expect: Callable[[Any], frozenset[Outcome] | None] | None = None
     allowed: frozenset[tuple[int, str]] = frozenset()  # (status, code) >= 500 that are legitimate answers
     unchecked_2xx: bool = False  # answers whose body is the model's, not the protocol's
 
@@ -104,6 +112,7 @@ class Fuzzer:
     answers: collections.Counter[tuple[str, int, str]] = field(default_factory=collections.Counter)
     accepted: collections.Counter[str] = field(default_factory=collections.Counter)
     rejected_mutations: int = 0
+    predicted: int = 0  # answers judged against an outcome known in advance (RawRequest.expect, Target.expect)
     failures: dict[str, Failure] = field(default_factory=dict)
     broken: str | None = None  # the server can no longer be observed: the rest of the run is pointless
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
@@ -149,6 +158,10 @@ class Fuzzer:
             before = self.observe(target, params, "before")
             if before is None:
                 return None
+        expected = req.expect
+        if expected is None and kind == "valid" and target.expect is not None:
+            expected = target.expect(params)
+        self.predicted += expected is not None
         sending = time.perf_counter()
         answer = self.client.send(req)
         self.sent += 1
@@ -156,7 +169,7 @@ class Fuzzer:
         if self.trace is not None:
             shown = "none" if answer is None else f"{answer.status} {answer.body[:300]!r}"
             self.trace.write(f"{req.label} [{kind}]\n  {req.body[:600]!r}\n  -> {shown}\n")
-        problem = self.judge(target, answer)
+        problem = self.judge(target, answer, expected)
         code = "" if answer is None else (target.protocol.error_code(answer) or any_error_code(answer) or "")
         status = 0 if answer is None else answer.status
         self.answers[(target.label, status, code)] += 1
@@ -173,6 +186,8 @@ class Fuzzer:
             self._state = (key, after) if after is not None and answer is not None else None
             if after is not None and after != before:
                 problem = problem or f"a rejected request changed the state: {_diff(before, after)}"
+        if answer is not None and 400 <= status < 500 and kind == "valid" and target.on_refusal is not None:
+            target.on_refusal(params, answer)
         if problem is not None:
             self.fail(f"{target.label} | {problem.split(':')[0]} | {status} {code} | {kind}", problem, req, answer)
         return answer
@@ -193,12 +208,22 @@ class Fuzzer:
         finally:
             self.timing["observe"] += time.perf_counter() - started
 
-    def judge(self, target: Target, answer: RawAnswer | None) -> str | None:
+    def judge(self, target: Target, answer: RawAnswer | None, expected: frozenset[Outcome] | None = None) -> str | None:
         if answer is None:
             return "no answer: the connection was closed or timed out"
         if answer is CLOSED_EARLY:
-            return None  # a refusal before the whole request was read (a server may close then); it is not accepted
+            # A refusal before the whole request was read (a server may close then); it is not accepted.
+            return (
+                "closed before the request was read, expected it accepted"
+                if expected and ACCEPTED in expected
+                else None
+            )
         code = target.protocol.error_code(answer) or any_error_code(answer)
+        if expected is not None:
+            outcome = ACCEPTED if 200 <= answer.status < 300 else (answer.status, code or "")
+            if outcome not in expected:
+                wanted = " or ".join(f"{s} {c}" if c else "2xx" for s, c in sorted(expected))
+                return f"expected {wanted}, answered {answer.status} {code or ''}".rstrip()
         if answer.status >= 500 and (answer.status, code or "") not in target.allowed:
             return f"status {answer.status} (code {code})"
         if 400 <= answer.status < 500 and not code:
@@ -217,7 +242,8 @@ class Fuzzer:
     def summary(self) -> str:
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items())
         lines = [
-            f"{self.sent} requests, {self.rejected_mutations} rejected mutating requests checked for state ({spent})"
+            f"{self.sent} requests, {self.rejected_mutations} rejected mutating requests checked for state, "
+            f"{self.predicted} answers checked against a predicted outcome ({spent})"
         ]
         by_target: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         for (label, status, code), n in self.answers.items():

@@ -1,8 +1,9 @@
 """The AWS protocols the fuzzer speaks, written by hand so that it controls every byte.
 
 Each protocol (a :class:`tests.fuzz.fuzzer.WireProtocol`) turns an operation and its parameters into a
-:class:`RawRequest`, knows the malformed variants of its envelope (``envelopes``: bodies, headers and paths
-a client could send instead), and reads the AWS error code from an answer:
+:class:`RawRequest` with the headers botocore sends, knows the malformed variants of its envelope
+(``envelopes``: bodies, headers and paths a client could send instead; those the server must refuse with a
+known code, such as a browser's, say which: ``RawRequest.expect``), and reads the AWS error code from an answer:
 
 * :class:`AwsJson`: ``POST /`` with ``X-Amz-Target: <Prefix>.<Op>``, JSON 1.0 or 1.1; the code is
   ``__type`` or the ``x-amzn-ErrorType`` header;
@@ -32,7 +33,7 @@ from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureSh
 
 from tests.fuzz.mutate import RawNumber
 from tests.fuzz.values import Stamp
-from tests.fuzz.wire import RawAnswer, RawRequest, request
+from tests.fuzz.wire import Outcome, RawAnswer, RawRequest, request, well_formed_head, with_headers
 
 Envelope = tuple[str, Callable[[str, Any], RawRequest]]  # (kind, build(operation, params))
 
@@ -41,6 +42,33 @@ Envelope = tuple[str, Callable[[str, Any], RawRequest]]  # (kind, build(operatio
 # administrative routes refuse a request without one of them (D9: api/query.py, experiments/guard.py); the
 # value is not checked.
 SDK_HEADER = ("X-Amz-Date", b"20261207T000000Z")
+
+
+def refused(status: int, code: str) -> frozenset[Outcome]:
+    return frozenset({(status, code)})
+
+
+def browser_envelopes(build: Callable[[str, Any, str], RawRequest]) -> list[Envelope]:
+    """A valid request as a web page could make the user's browser send it (D9, api/browsers.py): with another
+    site's name as Host (DNS rebinding: 400 HostNotAllowed), or with another origin's ``Origin`` or a cross-site
+    ``Sec-Fetch-Site`` (403 AccessDeniedException). Refused whatever the request asks, before it runs; only a
+    head that HTTP does not allow (InvokeEndpoint's header members are drawn from any text) is refused before."""
+    host, browser = refused(400, "HostNotAllowed"), refused(403, "AccessDeniedException")
+
+    def envelope(kind: str, expect: frozenset[Outcome], **change: Any) -> Envelope:
+        def make(op: str, p: Any) -> RawRequest:
+            req = build(op, p, kind)
+            return with_headers(req, expect=expect if well_formed_head(req) else None, **change)
+
+        return kind, make
+
+    return [
+        envelope("browser-host", host=b"attacker.example", expect=host),
+        envelope("browser-host", host=b"localhost.attacker.example:8080", expect=host),
+        envelope("browser-origin", add=[("Origin", b"http://attacker.example")], expect=browser),
+        envelope("browser-origin", add=[("Origin", b"null")], expect=browser),  # a sandboxed frame's origin
+        envelope("browser-origin", add=[("Sec-Fetch-Site", b"cross-site")], expect=browser),
+    ]
 
 
 # --- JSON ----------------------------------------------------------------------------------------------
@@ -142,6 +170,7 @@ class AwsJson:
                     op, json_bytes(p), "target", target=f"{self.prefix}.{op}.x\xff".encode("latin-1")
                 ),
             ),
+            *browser_envelopes(self.build),
         ]
 
     def error_code(self, answer: RawAnswer) -> str | None:
@@ -265,7 +294,20 @@ class RpcV2Cbor:
                 "path",
                 lambda op, p: self.raw(op, cbor_bytes(p), "path", f"/service/{self.service}/operation/%ff{quote(op)}"),
             ),
+            # Without smithy-protocol, as a browser's text/plain form post would be (D9: api/cbor.py).
+            ("no-smithy-protocol", lambda op, p: self.without_protocol(op, p, b"application/cbor")),
+            ("no-smithy-protocol", lambda op, p: self.without_protocol(op, p, b"text/plain")),
+            *browser_envelopes(self.build),
         ]
+
+    def without_protocol(self, op: str, params: Any, content_type: bytes) -> RawRequest:
+        req = self.build(op, params, "no-smithy-protocol")
+        return with_headers(
+            req,
+            drop=("smithy-protocol", "Content-Type"),
+            add=[("Content-Type", content_type)],
+            expect=refused(400, "SerializationException"),
+        )
 
     def error_code(self, answer: RawAnswer) -> str | None:
         body = answer.cbor()
@@ -384,7 +426,15 @@ class AwsQuery:
             body("query-json", lambda op, p: json_bytes(p)),
             body("query-get", lambda op, p: form(self.pairs(op, p)), "GET"),
             body("query-put", lambda op, p: form(self.pairs(op, p)), "PUT"),
+            # Without an SDK header, as a browser's form post (or a link, for GET) would be (D9: api/query.py).
+            ("no-sdk-header", lambda op, p: self.without_sdk_header(op, p, "POST")),
+            ("no-sdk-header", lambda op, p: self.without_sdk_header(op, p, "GET")),
+            *browser_envelopes(self.build),
         ]
+
+    def without_sdk_header(self, op: str, params: Any, method: str) -> RawRequest:
+        req = self.raw(op, form(self.pairs(op, params)), "no-sdk-header", method)
+        return with_headers(req, drop=(SDK_HEADER[0],), expect=refused(403, "MissingAuthenticationToken"))
 
     def error_code(self, answer: RawAnswer) -> str | None:
         m = re.search(rb"<Code>([^<]+)</Code>", answer.body)

@@ -8,8 +8,10 @@ containers, one of them always failing) most of the time, and bodies steer the e
 a short sleep). A 503 ``ServiceUnavailable`` (no healthy instance) is a legitimate answer here; a 424
 ``ModelError`` is a 4xx like the others.
 
-A/B requests are sent with ``Content-Type: application/json`` and the envelopes send others (text/plain,
-none, a form type) and other methods; whatever the routes decide about them, a 4xx must carry a ``code``.
+A/B requests are sent as clients send them (D9): ``Content-Type: application/json``, and ``/register`` and
+``/promote`` with an AWS protocol header (``X-Amz-Date``). The envelopes send other types (a state-changing
+route must refuse them with 415 UnsupportedMediaType), the administrative routes without that header (403
+AccessDenied), other methods, and what a browser would send (another Host or Origin: refused with their codes).
 The state a rejected ``/promote`` or ``/register`` must not change: the endpoints' desired variant weights
 and each experiment's id and parameters (``/stats``).
 """
@@ -28,9 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from tests.fuzz.fuzzer import Target
-from tests.fuzz.protocols import SDK_HEADER, json_bytes, json_code, strict_json_object
+from tests.fuzz.protocols import SDK_HEADER, browser_envelopes, json_bytes, json_code, refused, strict_json_object
 from tests.fuzz.values import Profile, ShapeStrategies, weighted
-from tests.fuzz.wire import Client, RawAnswer, RawRequest, request
+from tests.fuzz.wire import Client, RawAnswer, RawRequest, request, with_headers
 from tests.fuzz.world import Pool, reference
 
 ENDPOINTS = {"fz-ab": ("a", "b"), "fz-bad": ("bad",)}
@@ -155,6 +157,7 @@ class Runtime:
                 ),
             ),
             ("body-too-large", lambda op, p: self.raw(p, "body-too-large", body=b"x" * (6 * 1024 * 1024 + 1))),
+            *browser_envelopes(self.build),
         ]
 
     def error_code(self, answer: RawAnswer) -> str | None:
@@ -190,15 +193,32 @@ class AbRest:
         def body(kind: str, make: Callable[[bytes], bytes]) -> tuple[str, Callable[[str, Any], RawRequest]]:
             return kind, lambda op, p: self.raw(op, make(json_bytes(p)), kind)
 
-        def typed(content_type: bytes | None) -> tuple[str, Callable[[str, Any], RawRequest]]:
-            return "content-type", lambda op, p: self.raw(op, json_bytes(p), "content-type", content_type=content_type)
+        def typed(content_type: bytes | None, json: bool = False) -> tuple[str, Callable[[str, Any], RawRequest]]:
+            """A body of another type: a state-changing route refuses it (415), /stats (read-only) takes it."""
+
+            def make(op: str, p: Any) -> RawRequest:
+                req = self.raw(op, json_bytes(p), "content-type", content_type=content_type)
+                if json or op == "stats":
+                    return req
+                return with_headers(req, expect=refused(415, "UnsupportedMediaType"))
+
+            return "content-type", make
+
+        def unsigned(op: str, p: Any) -> RawRequest:
+            """Without the AWS protocol header: an administrative route refuses it (403), the others take it."""
+            req = self.raw(op, json_bytes(p), "no-admin-header")
+            if op not in ADMINISTRATIVE:
+                return req
+            return with_headers(req, drop=(SDK_HEADER[0],), expect=refused(403, "AccessDenied"))
 
         return [
             typed(b"text/plain"),
             typed(None),
-            typed(b"application/json; charset=utf-8"),
+            typed(b"application/json; charset=utf-8", json=True),
             typed(b"application/x-www-form-urlencoded"),
-            typed(b"APPLICATION/JSON"),
+            typed(b"APPLICATION/JSON", json=True),
+            ("no-admin-header", unsigned),
+            *browser_envelopes(self.build),
             ("method", lambda op, p: self.raw(op, json_bytes(p), "method", method="PUT")),
             ("method", lambda op, p: self.raw(op, json_bytes(p), "method", method="GET")),
             ("method", lambda op, p: self.raw(op, json_bytes(p), "method", method="DELETE")),

@@ -5,8 +5,10 @@ About 35 % of a run's requests (``MODELGATE_FUZZ_EXAMPLES``, default 2,400; ``MO
 ``tests/fuzz/run.py``): the twelve operations modelgate serves and a few it does not, mostly valid and
 naming metrics and alarms that exist, a share mutated or in malformed envelopes. Asserted for each: no
 5xx, an AWS error code on every 4xx (``__type`` in JSON and CBOR, ``<Code>`` in XML), a well-formed 2xx
-body, and alarms and metrics unchanged after a rejected mutating request; after the run, the server is
-alive and its log has no traceback. A longer run::
+body, the documented refusal of a request no SDK sends (a query request without an SDK header: 403
+MissingAuthenticationToken; rpc-v2-cbor without ``smithy-protocol``: 400; a browser's Host or Origin), and
+alarms and metrics unchanged after a rejected mutating request; after the run, the server is alive and its
+log has no traceback. A longer run::
 
     MODELGATE_FUZZ_EXAMPLES=50000 MODELGATE_FUZZ_SEED=$RANDOM pytest tests/fuzz/test_cloudwatch.py
 """

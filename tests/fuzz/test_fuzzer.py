@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.fuzzer import Fuzzer, Target
 from tests.fuzz.protocols import AwsJson
-from tests.fuzz.wire import CLOSED_EARLY, RawAnswer, RawRequest
+from tests.fuzz.wire import ACCEPTED, CLOSED_EARLY, Outcome, RawAnswer, RawRequest, with_headers
 
 
 def answer(status: int, body: Any = None, headers: tuple[tuple[str, str], ...] = ()) -> RawAnswer:
@@ -91,3 +91,43 @@ def test_the_state_seen_after_a_rejection_is_the_next_request_s_before() -> None
     assert state.reads == 5
     assert fuzzer.failures == {}
     assert fuzzer.accepted["json Op"] == 1
+
+
+REFUSED = frozenset({(403, "AccessDenied")})
+
+
+@pytest.mark.parametrize(
+    ("expect", "reply", "failed"),
+    [
+        (REFUSED, answer(403, {"__type": "AccessDenied"}), None),
+        (REFUSED, answer(403, {"__type": "AccessDeniedException"}), "expected 403 AccessDenied, answered 403"),
+        (REFUSED, answer(200, {}), "expected 403 AccessDenied, answered 200"),
+        (REFUSED, CLOSED_EARLY, None),  # a refusal before the request was read is a refusal
+        (frozenset({ACCEPTED}), answer(202, {}), None),
+        (frozenset({ACCEPTED}), answer(409, {"__type": "AlreadyConverted"}), "expected 2xx, answered 409"),
+        (frozenset({ACCEPTED}), CLOSED_EARLY, "closed before the request was read"),
+        (None, answer(409, {"__type": "AlreadyConverted"}), None),
+    ],
+)
+def test_an_answer_known_in_advance_must_be_that_one(
+    expect: frozenset[Outcome] | None, reply: RawAnswer, failed: str | None
+) -> None:
+    for where in ("request", "target"):
+        client = Scripted([reply])
+        target = Target(
+            "Op", AwsJson("X", "1.1"), st.just({}), expect=(lambda p: expect) if where == "target" else None
+        )
+        fuzzer = Fuzzer(client, [target], port=1)  # type: ignore[arg-type]
+        req = AwsJson("X", "1.1").build("Op", {})
+        fuzzer.exchange(target, with_headers(req, expect=expect) if where == "request" else req, "valid", {})
+        details = [f.detail for f in fuzzer.failures.values()]
+        assert details == [] if failed is None else details[0].startswith(failed), (where, details)
+        assert fuzzer.predicted == (expect is not None)
+
+
+def test_a_target_s_prediction_is_only_for_valid_requests() -> None:
+    client = Scripted([answer(400, {"__type": "ValidationException"})])
+    target = Target("Op", AwsJson("X", "1.1"), st.just({}), expect=lambda p: frozenset({ACCEPTED}))
+    fuzzer = Fuzzer(client, [target], port=1)  # type: ignore[arg-type]
+    fuzzer.exchange(target, AwsJson("X", "1.1").build("Op", {"Name": 1}), "wrong-type at Name", {})
+    assert (fuzzer.failures, fuzzer.predicted) == ({}, 0)

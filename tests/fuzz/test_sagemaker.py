@@ -3,7 +3,8 @@
 About 45 % of a run's requests (``MODELGATE_FUZZ_EXAMPLES``, default 2,400; ``MODELGATE_FUZZ_SEED``; see
 ``tests/fuzz/run.py``): mostly valid requests that name resources which exist, a share of mutated ones
 and malformed envelopes. Asserted for each: no 5xx, an AWS error code on every 4xx, a strict JSON object
-on every 2xx, and the listed state unchanged after a rejected mutating request; after the run, the server
+on every 2xx, the documented refusal of what a browser would send (another Host: 400 HostNotAllowed; another
+Origin: 403), and the listed state unchanged after a rejected mutating request; after the run, the server
 is alive and its log has no traceback. A longer run::
 
     MODELGATE_FUZZ_EXAMPLES=50000 MODELGATE_FUZZ_SEED=$RANDOM pytest tests/fuzz/test_sagemaker.py

@@ -8,14 +8,19 @@ opened again when the server closed it.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+Outcome = tuple[int, str]  # (status, AWS error code); ACCEPTED for any 2xx
+ACCEPTED: Outcome = (200, "")
 IDLE_REOPEN_SECONDS = 2.0  # the server closes a keep-alive connection after 5 s idle
 SHOWN_BYTES = 3000  # of a request or answer body in a failure message; the length is always given
 
@@ -27,6 +32,7 @@ class RawRequest:
     headers: tuple[tuple[str, bytes], ...]
     body: bytes = b""
     label: str = ""  # what the fuzzer meant to send: the operation, the protocol, the mutation
+    expect: frozenset[Outcome] | None = None  # the only answers it may get (a refusal with its code); None: any
 
     def raw(self) -> bytes:
         head = f"{self.method} {self.path} HTTP/1.1\r\n".encode()
@@ -80,6 +86,33 @@ def request(
     """A request with ``Host`` first and ``Content-Length`` last, as most clients send them."""
     hs = [("Host", host), *(headers or []), ("Content-Length", str(len(body)).encode())]
     return RawRequest(method, path, tuple(hs), body, label)
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def well_formed_head(req: RawRequest) -> bool:
+    """Are the header values ones HTTP allows (no control character but tab)? The HTTP layer refuses any other
+    head (400 BadRequest) before a request is looked at."""
+    return not any(_CONTROL.search(value) for _, value in req.headers)
+
+
+def with_headers(
+    req: RawRequest,
+    *,
+    host: bytes | None = None,
+    drop: Iterable[str] = (),
+    add: Iterable[tuple[str, bytes]] = (),
+    expect: frozenset[Outcome] | None = None,
+) -> RawRequest:
+    """``req`` with another ``Host``, without the headers named in ``drop``, with ``add`` before ``Content-Length``,
+    and ``expect`` as the only answers it may get."""
+    dropped = {name.lower() for name in drop}
+    headers = [
+        (k, host if host is not None and k.lower() == "host" else v) for k, v in req.headers if k.lower() not in dropped
+    ]
+    last = [headers.pop()] if headers and headers[-1][0].lower() == "content-length" else []
+    return dataclasses.replace(req, headers=(*headers, *add, *last), expect=expect)
 
 
 def _shown(data: bytes) -> str:
