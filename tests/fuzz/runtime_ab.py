@@ -12,6 +12,12 @@ A/B requests are sent as clients send them (D9): ``Content-Type: application/jso
 ``/promote`` with an AWS protocol header (``X-Amz-Date``). The envelopes send other types (a state-changing
 route must refuse them with 415 UnsupportedMediaType), the administrative routes without that header (403
 AccessDenied), other methods, and what a browser would send (another Host or Origin: refused with their codes).
+
+Conversions are made as a client makes them: :class:`AbWorld` keeps the inferences the /invocation answers
+issued (endpoint, id, user, variant), and most valid conversions name one not yet converted, so that they are
+accepted; a share is forged (another user's inference, an unknown id, one already converted, one whose
+invocation failed, the wrong variant). The outcome of each valid conversion is known in advance
+(:meth:`AbWorld.conversion_outcome`: accepted, or refused with its code) and the answer must be that one.
 The state a rejected ``/promote`` or ``/register`` must not change: the endpoints' desired variant weights
 and each experiment's id and parameters (``/stats``).
 """
@@ -19,6 +25,7 @@ and each experiment's id and parameters (``/stats``).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +38,9 @@ from hypothesis.strategies import SearchStrategy
 
 from tests.fuzz.fuzzer import Target
 from tests.fuzz.protocols import SDK_HEADER, browser_envelopes, json_bytes, json_code, refused, strict_json_object
-from tests.fuzz.values import Profile, ShapeStrategies, weighted
-from tests.fuzz.wire import Client, RawAnswer, RawRequest, request, with_headers
-from tests.fuzz.world import Pool, reference
+from tests.fuzz.values import UNIFORM, Profile, ShapeStrategies, weighted
+from tests.fuzz.wire import ACCEPTED, Client, Outcome, RawAnswer, RawRequest, request, with_headers
+from tests.fuzz.world import Pool, fresh, next_name, pick, reference
 
 ENDPOINTS = {"fz-ab": ("a", "b"), "fz-bad": ("bad",)}
 VARIANTS = ["a", "b", "bad", "zz"]
@@ -42,6 +49,9 @@ BODIES = [b"hello", b'{"x": 1}', b"1,2,3", b"status:404", b"status:500", b"sleep
 CONTENT_TYPES = ["application/json", "text/csv", "application/x-npy", "text/plain; charset=utf-8"]
 UNAVAILABLE = frozenset({(503, "ServiceUnavailable")})
 ADMINISTRATIVE = ("register", "promote")  # the routes that need an AWS protocol header
+# After an endpoint's update, how long the gateway may take to register it anew (its poll is 1 s; the
+# machine may be busy): until then a new experiment may appear on its own (see AbState).
+SETTLE_SECONDS = 5.0
 
 
 def _ab_model() -> dict[str, Any]:
@@ -246,46 +256,162 @@ class AbRest:
 class AbState:
     """What a rejected /promote or /register must leave as it was. An endpoint whose weights changed is
     Updating, then InService again, and the gateway registers it anew then (with its tags' parameters, as a
-    new experiment): a different experiment is a change only when no endpoint was modified in between."""
+    new experiment), at its next registration poll (1 s): a different experiment is a change only when no
+    endpoint was modified in between, and when every endpoint was settled (InService, and last modified
+    :data:`SETTLE_SECONDS` ago) in both states."""
 
     weights: tuple[Any, ...]
     modified: tuple[Any, ...]
     experiment: Any
+    settled: bool = True
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AbState):
             return NotImplemented
-        same_experiment = self.experiment == other.experiment or self.modified != other.modified
-        return self.weights == other.weights and same_experiment
+        unsettled = self.modified != other.modified or not (self.settled and other.settled)
+        return self.weights == other.weights and (self.experiment == other.experiment or unsettled)
 
     def __hash__(self) -> int:
         return hash(self.weights)
 
 
 @dataclass
+class Served:
+    """An inference an /invocation answer issued: to whom, by which variant, and whether a conversion was
+    credited to it (the fuzz's experiments allow one: ``max_rewards_per_inference`` is never registered)."""
+
+    user_id: str
+    variant: Any
+    converted: bool = False
+
+
+UNKNOWN_PREFIX = "fz-unknown-"  # inference ids no invocation sends: the server never issued them
+# How a valid conversion names its inference (out of 10): one the fuzzer was issued and has not converted (as
+# a client does), or a forged one: another user's, an unknown id, one already converted, a failed invocation's,
+# with the wrong variant; or as the shape drew it (ids of its own, mostly unknown).
+CONVERSIONS = ["issued"] * 5 + ["other-user", "unknown", "repeat", "failed", "drawn"]
+
+
+@dataclass
 class AbWorld:
+    """The inferences the fuzzer was issued (/invocation's 2xx answers), and the failed invocations whose ids it
+    chose, so that conversions can name them honestly or forge them and the outcome is known in advance."""
+
     client: Client
     inference_ids: Pool = field(default_factory=Pool)
+    served: dict[tuple[str, str], Served] = field(default_factory=dict)  # (endpoint, inference id)
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)  # (endpoint, inference id) -> user id
 
     def snapshot(self, endpoint: Any) -> Hashable:
         """The endpoints' desired variant weights, and the named endpoint's experiment id and parameters."""
-        weights, modified = [], []
+        weights, modified, settled = [], [], True
         for name in ENDPOINTS:
             ep = self.client.json_call("SageMaker.DescribeEndpoint", {"EndpointName": name})
             weights.append(tuple(sorted((v["VariantName"], v.get("DesiredWeight")) for v in ep["ProductionVariants"])))
             modified.append(ep["LastModifiedTime"])
+            recent = time.time() - float(ep["LastModifiedTime"]) < SETTLE_SECONDS
+            settled = settled and ep["EndpointStatus"] == "InService" and not recent
         experiment: Any = None
         if endpoint in ENDPOINTS:
             answer = self.client.send(AbRest().raw("stats", json.dumps({"endpoint_name": endpoint}).encode(), "probe"))
             stats = answer.json() if answer is not None and answer.status == 200 else None
             keys = ("experiment_id", "strategy", "epsilon", "warmup", "alpha", "horizon", "looks", "control")
             experiment = tuple(stats.get(k) for k in keys) if isinstance(stats, dict) else answer and answer.status
-        return AbState(tuple(weights), tuple(modified), experiment)
+        return AbState(tuple(weights), tuple(modified), experiment, settled)
 
-    def remember(self, answer: RawAnswer) -> None:
+    def issued(self, answer: RawAnswer) -> None:
+        """A 2xx /invocation answer: its inference can be credited once, for its user."""
         body = answer.json()
-        if isinstance(body, dict):
-            self.inference_ids.add(body.get("inference_id"))
+        if not isinstance(body, dict):
+            return
+        key, user = (body.get("endpoint_name"), body.get("inference_id")), body.get("user_id")
+        if all(isinstance(x, str) for x in (*key, user)):
+            self.served[key] = Served(user, body.get("endpoint_variant"))
+            self.inference_ids.add(key[1])
+
+    def invocation_failed(self, params: Any, answer: RawAnswer) -> None:
+        """A valid /invocation that the model failed (424 ModelError): the server counts it and records its
+        inference as failed, under the caller's id and user when it chose them."""
+        if not isinstance(params, dict) or answer.status != 424 or AbRest().error_code(answer) != "ModelError":
+            return
+        key, user = (params.get("endpoint_name"), params.get("inference_id")), params.get("user_id")
+        if all(isinstance(x, str) and x for x in (*key, user)) and key not in self.served:
+            self.failed[key] = user
+            self.inference_ids.add(key[1])
+
+    def credited(self, answer: RawAnswer) -> None:
+        """A 2xx /conversion answer: its inference is credited."""
+        body = answer.json()
+        served = (
+            self.served.get((body.get("endpoint_name"), body.get("inference_id"))) if isinstance(body, dict) else None
+        )
+        if served is not None:
+            served.converted = True
+
+    def conversions(self, drawn: SearchStrategy[Any]) -> SearchStrategy[Any]:
+        """Conversions that name an inference as :data:`CONVERSIONS` says (the same draws whatever the world holds)."""
+
+        @st.composite
+        def draw_conversion(draw: st.DrawFn) -> Any:
+            params = draw(drawn)
+            how, which, other, manual = (draw(UNIFORM) for _ in range(4))
+            how = pick(CONVERSIONS, how)
+            if not isinstance(params, dict) or how == "drawn":
+                return params
+            params.pop("endpoint_variant", None)
+            open_ = sorted(k for k, s in self.served.items() if not s.converted)
+            done = sorted(k for k, s in self.served.items() if s.converted)
+            if how == "unknown":
+                params["inference_id"] = next_name(UNKNOWN_PREFIX)
+                params["user_id"] = pick(USERS, other)
+                return params
+            if how == "failed" and self.failed:
+                key = pick(sorted(self.failed), which)
+                params["endpoint_name"], params["inference_id"] = key
+                params["user_id"] = self.failed[key]
+                return params
+            pool = done if how == "repeat" and done else open_ or done
+            if not pool:
+                return params
+            key = pick(pool, which)
+            served = self.served[key]
+            params["endpoint_name"], params["inference_id"] = key
+            params["user_id"] = served.user_id
+            if how == "other-user":
+                users = [u for u in USERS if u != served.user_id]
+                params["user_id"] = pick(users, other)
+            elif manual < 0.3:  # the anchor's Manual conversion: the variant named too, right or (rarely) wrong
+                params["endpoint_variant"] = served.variant if manual < 0.25 else pick(VARIANTS, other)
+            return params
+
+        return draw_conversion()
+
+    def conversion_outcome(self, params: Any) -> frozenset[Outcome] | None:
+        """What the server must answer a valid /conversion (service.convert's checks, in its order), or None
+        where the world cannot tell (an id the fuzzer did not see issued)."""
+        if not isinstance(params, dict) or not isinstance(params.get("endpoint_name"), str):
+            return None
+        endpoint, inference, user = params["endpoint_name"], params.get("inference_id"), params.get("user_id")
+        variant = params.get("endpoint_variant")
+        if inference is None or user is None:
+            return refused(400, "InvalidRequest")
+        if not all(isinstance(x, str) for x in (inference, user)) or not isinstance(variant, str | None):
+            return None
+        key = (endpoint, inference)
+        served = self.served.get(key)
+        if served is None:
+            if key in self.failed:
+                if user != self.failed[key]:
+                    return refused(403, "InferenceUserMismatch")
+                return refused(409, "InferenceFailed")
+            return refused(404, "InferenceNotFound") if inference.startswith(UNKNOWN_PREFIX) else None
+        if user != served.user_id:
+            return refused(403, "InferenceUserMismatch")
+        if variant is not None and variant != served.variant:
+            return refused(400, "VariantMismatch")
+        if served.converted:
+            return refused(409, "AlreadyConverted")
+        return frozenset({ACCEPTED})
 
 
 def targets(world: AbWorld) -> list[Target]:
@@ -313,6 +439,13 @@ def targets(world: AbWorld) -> list[Target]:
         "content_type": weighted((8, st.sampled_from(CONTENT_TYPES)), (1, st.text(max_size=20))),
         "user_id": weighted((9, st.sampled_from(USERS)), (1, st.text(max_size=20))),
         "inference_id": reference(world.inference_ids.names, st.text(max_size=20), existing=0.7),
+        # An invocation's own id: new mostly (it can then be credited), one already used now and then (409
+        # DuplicateInferenceId), or any text (400 where it is no header value).
+        "invocationInput.inference_id": weighted(
+            (5, fresh("fz-inference-")),
+            (3, reference(world.inference_ids.names, st.text(max_size=20), existing=1.0)),
+            (2, st.text(max_size=20)),
+        ),
         "endpoint_variant": variant,
         "control": variant,
     }
@@ -351,19 +484,26 @@ def targets(world: AbWorld) -> list[Target]:
     ]
     ab = AbRest()
     weights = {"invocation": 5, "conversion": 4, "stats": 2, "register": 1, "promote": 1}
+    bookkeeping: dict[str, Callable[[Any, RawAnswer], None]] = {
+        "invocation": lambda p, a: world.issued(a),
+        "conversion": lambda p, a: world.credited(a),
+    }
     for route, weight in weights.items():
         shape = AB_MODEL.operation_model(route).input_shape
+        params = shapes.shape(shape)
         out.append(
             Target(
                 route,
                 ab,
-                shapes.shape(shape),
+                world.conversions(params) if route == "conversion" else params,
                 shape,
-                mutating=route in ("register", "promote"),
+                mutating=route in ADMINISTRATIVE,
                 weight=weight,
                 snapshot=lambda p: world.snapshot(p.get("endpoint_name")),
                 cache_state=False,
-                on_answer=lambda p, a: world.remember(a),
+                on_answer=bookkeeping.get(route),
+                on_refusal=world.invocation_failed if route == "invocation" else None,
+                expect=world.conversion_outcome if route == "conversion" else None,
                 allowed=UNAVAILABLE,
             )
         )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.fuzzer import Fuzzer, Target
 from tests.fuzz.protocols import AwsJson
+from tests.fuzz.runtime_ab import UNKNOWN_PREFIX, AbWorld
 from tests.fuzz.wire import ACCEPTED, CLOSED_EARLY, Outcome, RawAnswer, RawRequest, with_headers
 
 
@@ -131,3 +134,53 @@ def test_a_target_s_prediction_is_only_for_valid_requests() -> None:
     fuzzer = Fuzzer(client, [target], port=1)  # type: ignore[arg-type]
     fuzzer.exchange(target, AwsJson("X", "1.1").build("Op", {"Name": 1}), "wrong-type at Name", {})
     assert (fuzzer.failures, fuzzer.predicted) == ({}, 0)
+
+
+def _ab_world() -> AbWorld:
+    world = AbWorld(client=None)  # type: ignore[arg-type]
+    world.issued(answer(200, {"endpoint_name": "ep", "inference_id": "i1", "user_id": "u1", "endpoint_variant": "a"}))
+    world.issued(answer(201, {"endpoint_name": "ep", "inference_id": "i2", "user_id": "u2", "endpoint_variant": "b"}))
+    world.credited(answer(200, {"endpoint_name": "ep", "inference_id": "i2", "user_id": "u2"}))
+    params = {"endpoint_name": "ep", "data": "x", "inference_id": "i3", "user_id": "u3"}
+    world.invocation_failed(params, answer(424, {"code": "ModelError"}))
+    world.invocation_failed({**params, "inference_id": "i4"}, answer(400, {"code": "ValidationError"}))
+    return world
+
+
+@pytest.mark.parametrize(
+    ("conversion", "outcome"),
+    [
+        ({"inference_id": "i1", "user_id": "u1"}, ACCEPTED),
+        ({"inference_id": "i1", "user_id": "u1", "endpoint_variant": "a", "reward": 0.5}, ACCEPTED),
+        ({"inference_id": "i1", "user_id": "u2"}, (403, "InferenceUserMismatch")),
+        ({"inference_id": "i1", "user_id": "u1", "endpoint_variant": "b"}, (400, "VariantMismatch")),
+        ({"inference_id": "i2", "user_id": "u2"}, (409, "AlreadyConverted")),
+        ({"inference_id": "i2", "user_id": "u1"}, (403, "InferenceUserMismatch")),  # the user is checked first
+        ({"inference_id": "i3", "user_id": "u3"}, (409, "InferenceFailed")),
+        ({"inference_id": "i3", "user_id": "u1"}, (403, "InferenceUserMismatch")),
+        ({"inference_id": f"{UNKNOWN_PREFIX}1", "user_id": "u1"}, (404, "InferenceNotFound")),
+        ({"inference_id": "i1"}, (400, "InvalidRequest")),
+        ({"user_id": "u1"}, (400, "InvalidRequest")),
+        ({"inference_id": "i4", "user_id": "u3"}, None),  # its invocation was refused: nothing recorded, or not
+        ({"inference_id": "other", "user_id": "u1"}, None),  # an id of the shape's: issued by no answer seen
+    ],
+)
+def test_the_ab_world_predicts_a_conversion_s_outcome(conversion: dict[str, Any], outcome: Outcome | None) -> None:
+    expected = _ab_world().conversion_outcome({"endpoint_name": "ep", **conversion})
+    assert expected == (None if outcome is None else frozenset({outcome}))
+
+
+def test_the_ab_world_draws_conversions_of_its_inferences() -> None:
+    world = _ab_world()
+    seen: collections.Counter[Any] = collections.Counter()
+
+    @given(world.conversions(st.fixed_dictionaries({"endpoint_name": st.just("ep")})))
+    @settings(max_examples=300, database=None, suppress_health_check=list(HealthCheck))
+    def draw(params: dict[str, Any]) -> None:
+        expected = world.conversion_outcome(params)
+        seen[None if expected is None else next(iter(expected))] += 1
+
+    draw()
+    assert seen[ACCEPTED] > 50  # most are the issued inference not yet converted
+    for code in ("InferenceUserMismatch", "InferenceNotFound", "AlreadyConverted", "InferenceFailed"):
+        assert any(c == code for _, c in filter(None, seen)), (code, seen)

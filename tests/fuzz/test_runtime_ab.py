@@ -5,7 +5,9 @@ About 20 % of a run's requests (``MODELGATE_FUZZ_EXAMPLES``, default 2,400; ``MO
 whose model always answers 500), both tagged for A/B testing, then sends InvokeEndpoint requests (path,
 headers and body from botocore's model) and A/B requests. Asserted for each: no 5xx but a 503
 ``ServiceUnavailable``, an AWS error code on every 4xx (``x-amzn-ErrorType``, or the A/B API's ``code``),
-a strict JSON object from every A/B 2xx, and weights and experiments unchanged after a rejected
+a strict JSON object from every A/B 2xx, the predicted outcome of every valid conversion (accepted for an
+inference the fuzzer was issued, the documented refusal for a forged one) and of every request a browser or a
+client without the AWS headers would send, and weights and experiments unchanged after a rejected
 ``/promote`` or ``/register``; after the run, the server is alive and its log has no traceback. A longer run::
 
     MODELGATE_FUZZ_EXAMPLES=50000 MODELGATE_FUZZ_SEED=$RANDOM pytest tests/fuzz/test_runtime_ab.py
