@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,13 @@ from modelgate.api.http import Receive, Scope, Send
 from modelgate.clock import Clock
 from modelgate.controllers.endpoints import EndpointController
 from modelgate.domain.resources import Endpoint, EndpointStatus
-from modelgate.errors import ModelgateError
+from modelgate.errors import ModelgateError, ValidationError
 from modelgate.experiments.entities import tags_enable_experiment
 from modelgate.experiments.events import EventFilter
 from modelgate.experiments.sinks import DirectorySink
 from modelgate.routing.router import Invocation, Router
 from modelgate.services.control import ControlPlane, VariantUpdate
-from modelgate.services.metrics import MetricsService
+from modelgate.services.metrics import SMALLEST_MAGNITUDE, MetricsService
 from modelgate.telemetry.model import MetricDatum
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,29 @@ class _Result:
     error: ModelgateError | None = None
 
 
+# InvokeEndpoint's ContentType, Accept and InferenceId (botocore's model: ``\p{ASCII}*`` up to 1024, and
+# ``\A\S[\p{Print}]*\z`` up to 64) go to the instance as HTTP header values: printable ASCII only. The runtime
+# reads them from request headers, which cannot hold anything else; the A/B API takes them from JSON strings.
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
+_INFERENCE_ID = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,63}")
+
+
+def check_header_values(content_type: str, accept: str | None, inference_id: str) -> None:
+    """Refuse what cannot be sent to the instance as a header value (a non-Latin-1 character failed the request
+    with a 500; a CR LF would have injected a header of the caller's into the instance's request)."""
+    for member, value in (("contentType", content_type), ("accept", accept)):
+        if value is not None and not _HEADER_VALUE.fullmatch(value):
+            raise ValidationError(
+                f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have "
+                "length less than or equal to 1024 and contain only printable ASCII characters"
+            )
+    if not _INFERENCE_ID.fullmatch(inference_id):
+        raise ValidationError(
+            "1 validation error detected: Value at 'inferenceId' failed to satisfy constraint: Member must have "
+            "length between 1 and 64, contain only printable ASCII characters and not start with a space"
+        )
+
+
 class RouterInvoker:
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -67,6 +91,7 @@ class RouterInvoker:
         target_variant: str | None,
         inference_id: str,
     ) -> _Result:
+        check_header_values(content_type, accept, inference_id)
         result = await self.router.invoke(
             Invocation(endpoint_name, body, content_type, accept, None, target_variant, inference_id)
         )
@@ -104,6 +129,10 @@ class MetricsPort:
         self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, unit: str, timestamp: float
     ) -> None:
         dims = tuple(sorted(dimensions.items()))
+        if abs(value) < SMALLEST_MAGNITUDE:
+            # A sum of rewards in [0, 1] can be that small (one reward of 1e-200); CloudWatch's validation refuses
+            # it, which failed the whole round's publishing. 0 is what any reader makes of it.
+            value = 0.0
         self.metrics.put_metric_data(namespace, [MetricDatum(name, dims, timestamp, value=value, unit=unit)])
 
 

@@ -13,6 +13,7 @@ query-compatible header). Nothing else escapes to the wire: an unexpected except
     ├── ResourceNotFound           (400)
     ├── ConflictException          (400)
     ├── UnknownOperation           (400)
+    ├── UnknownPath                (404: no API is served at that method and path)
     ├── SerializationException     (400)
     ├── RequestTooLarge            (413)
     ├── runtime errors:
@@ -80,6 +81,11 @@ class ConflictException(ModelgateError):
 class UnknownOperation(ModelgateError):
     code = "UnknownOperationException"
     status = 400
+
+
+class UnknownPath(ModelgateError):
+    code = "UnknownOperationException"
+    status = 404
 
 
 class SerializationException(ModelgateError):

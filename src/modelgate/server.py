@@ -166,6 +166,7 @@ def build(settings: Settings) -> Server:
         Route("GET", "/metrics", prometheus),
         Route("POST", "/service/GraniteServiceVersion20100801/operation/", metrics.handle_cbor, prefix=True),
         Route("POST", "/", metrics.handle_query),
+        Route("GET", "/", metrics.handle_query),  # the query protocol's parameters in the query string
     ]
     server: Server
 

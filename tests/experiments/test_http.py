@@ -151,6 +151,11 @@ def test_conversion_round_trip_and_reward_as_string(env: Env) -> None:
         ("/promote", {"endpoint_name": "ep"}, 409, "NoWinner", "keep_running"),
         ("/register", {"endpoint_name": "ep", "strategy": "Coin"}, 400, "InvalidStrategy", "Coin"),
         ("/register", {"endpoint_name": "ep", "warmup": "x"}, 400, "InvalidParameter", "integers"),
+        # FZ15: beyond the store's 64-bit integers (a 500 when written)
+        ("/register", {"endpoint_name": "ep", "warmup": 2**63}, 400, "InvalidParameter", "warmup must be in [0, 1"),
+        ("/register", {"endpoint_name": "ep", "horizon": 10**400}, 400, "InvalidParameter", "horizon must be in [1,"),
+        # FZ14: a reward beyond the float range (float() raised OverflowError)
+        ("/conversion", {"endpoint_name": "ep", "reward": 10**400}, 400, "InvalidReward", "beyond the float range"),
         ("/nowhere", {"endpoint_name": "ep"}, 404, "NotFound", "Not Found"),
     ],
 )

@@ -389,7 +389,10 @@ def test_manual_conversion_must_match_the_serving_variant(w: World) -> None:
     assert run(w.service.convert("ep", user_id="u1", inference_id="i1", endpoint_variant="A")).status == 202
 
 
-@pytest.mark.parametrize("reward", [1.5, -0.1, math.nan, math.inf, True, "1"])
+@pytest.mark.parametrize(
+    "reward",
+    [1.5, -0.1, math.nan, math.inf, True, "1", pytest.param(10**400, id="huge"), pytest.param(-(10**400), id="-huge")],
+)
 def test_rewards_outside_zero_one_are_refused(w: World, reward: Any) -> None:
     run(w.service.invoke("ep", b"{}", user_id="u1", inference_id="i1"))
     with pytest.raises(InvalidReward) as info:

@@ -77,3 +77,21 @@ def test_the_server_starts_without_the_heavy_libraries() -> None:
     code = f"import sys, modelgate.server; print(' '.join(m for m in {lazy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_fz11_a_tiny_reward_sum_is_published_as_zero() -> None:
+    """A conversion's reward may be 1e-200 (it is in [0, 1]); CloudWatch refuses so small a value, which failed
+    the aggregator's whole publishing round (an ERROR and a traceback in the log, every round)."""
+    from modelgate.ab_gateway import MetricsPort
+    from modelgate.services.metrics import MetricsService
+    from modelgate.telemetry.model import MetricId
+    from modelgate.telemetry.store import MetricStore
+    from tests.telemetry.fakes import FakeClock
+
+    clock = FakeClock(1_700_000_040)
+    metrics = MetricsService(MetricStore(), clock)
+    MetricsPort(metrics).put("ab", "Rewards", {"Variant": "a"}, 2.7e-154, "Count", clock.now())
+    points = metrics.get_metric_statistics(
+        MetricId.of("ab", "Rewards", [("Variant", "a")]), clock.now() - 60, clock.now() + 60, 60, ["Sum"], [], None
+    )
+    assert [p.sum for p in points] == [0.0]

@@ -98,6 +98,21 @@ def test_d2_non_finite_in_a_cloudwatch_structure_gets_its_query_name() -> None:
 HUGE = int("9" * 400)  # beyond a float's range: float(HUGE) raises OverflowError
 
 
+@pytest.mark.parametrize(("value", "infinity"), [(HUGE, float("inf")), (-HUGE, float("-inf"))])
+def test_fz13_an_integer_beyond_the_float_range_in_a_double_member_is_an_infinity(value: int, infinity: float) -> None:
+    """JSON's 400-digit integer literal (or a CBOR bignum) in a double member: refused as the infinity a float
+    parser makes of it, never passed on to ``float()`` (OverflowError, a 500)."""
+    found = check(service_model("sagemaker").operation_model(_WEIGHTS), _weight(value))
+    [error] = found.errors
+    assert error.endswith("at 'desiredWeightsAndCapacities.1.member.desiredWeight' failed to satisfy constraint: "
+                          "Member must be a finite number")  # fmt: skip
+    assert found.non_finite == [("DesiredWeightsAndCapacities.member.1.DesiredWeight", infinity)]
+    alarm = {"AlarmName": "a", "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold", "Threshold": value}
+    assert check(service_model("cloudwatch").operation_model("PutMetricAlarm"), alarm).non_finite == [
+        ("Threshold", infinity)
+    ]
+
+
 @pytest.mark.parametrize(
     ("op", "params", "expected"),
     [
@@ -123,8 +138,8 @@ HUGE = int("9" * 400)  # beyond a float's range: float(HUGE) raises OverflowErro
         (
             "CreateModel",
             {"ModelName": "m", "Tags": [{"Key": "k", "Value": "a\ud800"}]},
-            "Value 'a\\ud800' at 'tags.1.member.value' failed to satisfy constraint: Member must be valid Unicode: "
-            "it holds an unpaired surrogate",
+            "Value at 'tags.1.member.value' failed to satisfy constraint: Member must be Unicode text "
+            "(it holds an unpaired surrogate)",
         ),
         (
             "CreateModel",

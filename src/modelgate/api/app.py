@@ -23,10 +23,9 @@ from modelgate.api.http import (
     new_request_id,
     read_body,
     send_json,
-    send_response,
 )
 from modelgate.api.runtime import RuntimeApi
-from modelgate.errors import ClientDisconnected, ModelgateError, RequestTooLarge, UnknownOperation
+from modelgate.errors import ClientDisconnected, ModelgateError, RequestTooLarge, UnknownOperation, UnknownPath
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,15 @@ class App:
             if route.method == method and (path == route.path or (route.prefix and path.startswith(route.path))):
                 await route.handler(request, send)
                 return
-        await send_response(send, 404, b'{"message":"Not Found"}', [(b"content-type", b"application/json")])
+        # An AWS-shaped answer like every other refusal: a client's error parser finds its code.
+        missing = UnknownPath(f"Not Found: no operation is served at {method} {path}.")
+        await send_json(
+            send,
+            missing.status,
+            {"__type": missing.code, "message": missing.message},
+            b"application/json",
+            [(b"x-amzn-errortype", missing.code.encode())],
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -81,6 +81,17 @@ def parse_json_body(body: bytes) -> Params:
     return params
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` with every null structure member left out: a member sent as JSON ``null`` (or CBOR null) is
+    absent, as AWS takes it. Handlers test members with ``in``; a null that reached them failed there with a
+    TypeError (a 500). Null list items and map values are refused by validation first."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 class JsonRpcService:
     def __init__(
         self,
@@ -116,7 +127,7 @@ class JsonRpcService:
             raise self.non_finite_error(*found.non_finite[0])
         if found.errors:
             raise InvalidInput(self.validation_code, format_errors(found.errors))
-        return await handler(params)
+        return await handler(without_nulls(params))
 
     async def handle(self, request: Request, send: Send, operation: str) -> None:
         request_id = new_request_id()

@@ -36,11 +36,20 @@ from modelgate.telemetry.model import MetricDatum, MetricId, StatisticSet
 TARGET_PREFIX = "GraniteServiceVersion20100801"
 
 
-def _opt_time(p: Params, key: str) -> float | None:
-    return parse_wire_time(p[key]) if p.get(key) is not None else None
+def _time(value: Any, member: str) -> float:
+    """A time member as epoch seconds. NaN and infinities pass every range check (a comparison with NaN is
+    false) and then failed the store's arithmetic with a 500: they are refused here, for every protocol."""
+    t = parse_wire_time(value)
+    if not math.isfinite(t):
+        raise InvalidParameterValue(f"The value {value} for parameter {member} is invalid.")
+    return t
 
 
-def _datum(d: dict[str, Any]) -> MetricDatum:
+def _opt_time(p: Params, key: str, member: str = "") -> float | None:
+    return _time(p[key], member or key) if p.get(key) is not None else None
+
+
+def _datum(d: dict[str, Any], where: str) -> MetricDatum:
     sv = d.get("StatisticValues")
     stats = None
     if sv is not None:
@@ -48,7 +57,7 @@ def _datum(d: dict[str, Any]) -> MetricDatum:
     return MetricDatum(
         name=str(d["MetricName"]),
         dimensions=dimensions_from_doc(d.get("Dimensions")),
-        timestamp=_opt_time(d, "Timestamp"),
+        timestamp=_opt_time(d, "Timestamp", f"{where}.Timestamp"),
         value=float(d["Value"]) if d.get("Value") is not None else None,
         statistic_values=stats,
         values=tuple(float(v) for v in d.get("Values") or ()),
@@ -64,9 +73,10 @@ class CloudWatchApi:
         self.alarms = alarms
 
     async def put_metric_data(self, p: Params) -> Params:
-        data = [_datum(d) for d in p.get("MetricData") or ()]
-        for entity in p.get("EntityMetricData") or ():
-            data.extend(_datum(d) for d in entity.get("MetricData") or ())
+        data = [_datum(d, f"MetricData.member.{i}") for i, d in enumerate(p.get("MetricData") or (), start=1)]
+        for j, entity in enumerate(p.get("EntityMetricData") or (), start=1):
+            where = f"EntityMetricData.member.{j}.MetricData.member"
+            data.extend(_datum(d, f"{where}.{i}") for i, d in enumerate(entity.get("MetricData") or (), start=1))
         if not data:
             raise MissingParameter("The parameter MetricData is required.")
         self.metrics.put_metric_data(p["Namespace"], data)
@@ -76,8 +86,8 @@ class CloudWatchApi:
         metric = MetricId(p["Namespace"], p["MetricName"], dimensions_from_doc(p.get("Dimensions")))
         points = self.metrics.get_metric_statistics(
             metric,
-            parse_wire_time(p["StartTime"]),
-            parse_wire_time(p["EndTime"]),
+            _time(p["StartTime"], "StartTime"),
+            _time(p["EndTime"], "EndTime"),
             int(p["Period"]),
             p.get("Statistics") or [],
             p.get("ExtendedStatistics") or [],
@@ -105,8 +115,8 @@ class CloudWatchApi:
         queries = [query_from_doc(q) for q in p["MetricDataQueries"]]
         results = self.metrics.get_metric_data(
             queries,
-            parse_wire_time(p["StartTime"]),
-            parse_wire_time(p["EndTime"]),
+            _time(p["StartTime"], "StartTime"),
+            _time(p["EndTime"], "EndTime"),
             p.get("ScanBy") or "TimestampDescending",
             p.get("MaxDatapoints"),
         )

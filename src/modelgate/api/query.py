@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,10 +35,16 @@ SDK_HEADERS = ("authorization", "x-amz-date", "amz-sdk-invocation-id")  # one of
 _MISSING = object()
 
 
+# What XML 1.0 cannot hold, not even as a character reference: the C0 controls but tab, LF and CR, lone
+# surrogates, U+FFFE and U+FFFF. A metric name (any string, in CloudWatch's model) or a message quoting a
+# value may have them; written raw they made the answer unparseable (botocore's XML parser refused it).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def escape(text: str) -> str:
     """XML character data: ``&``, ``<`` and ``>`` escaped, as ``xml.sax.saxutils.escape`` does (which imports
-    urllib.request and http.client: about 1.2 MB of the gateway's RSS)."""
-    return html.escape(text, quote=False)
+    urllib.request and http.client: about 1.2 MB of the gateway's RSS), and what XML cannot hold as U+FFFD."""
+    return _NOT_XML.sub("\ufffd", html.escape(text, quote=False))
 
 
 def _iso(ts: float) -> str:

@@ -37,6 +37,8 @@ _UNSUPPORTED_CONFIG = {
     "AsyncInferenceConfig": "asynchronous inference",
     "ExplainerConfig": "explainers",
 }
+# The model's enum has more (PREFIX_AWARE, KV_AWARE: routing for LLM caches) than modelgate routes by.
+_ROUTING_STRATEGIES = tuple(RoutingStrategy)
 _UNSUPPORTED_VARIANT = {
     "ServerlessConfig": "serverless inference",
     "ManagedInstanceScaling": "managed instance scaling",
@@ -131,6 +133,11 @@ def _variant(wire: Params) -> ProductionVariant:
     if "InstanceType" not in wire:
         raise ValidationException(f"Production variant {wire['VariantName']} must set InstanceType.")
     routing = wire.get("RoutingConfig", {}).get("RoutingStrategy", "LEAST_OUTSTANDING_REQUESTS")
+    if routing not in _ROUTING_STRATEGIES:
+        raise ValidationException(
+            f"RoutingStrategy {routing} of production variant {wire['VariantName']} is not supported by modelgate "
+            f"yet; use {' or '.join(_ROUTING_STRATEGIES)}."
+        )
     return ProductionVariant(
         variant_name=wire["VariantName"],
         model_name=wire["ModelName"],

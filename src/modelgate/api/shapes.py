@@ -41,6 +41,7 @@ from modelgate.api.shape_model import (
     StringShape,
     StructureShape,
 )
+from modelgate.api.surrogates import is_unpaired
 
 # The operations whose shapes are kept, per botocore service name (None: every operation). CloudWatch's are
 # all kept: its query protocol looks the operation up in the model before asking whether modelgate serves it
@@ -307,8 +308,11 @@ class _Walker:
             if not isinstance(value, str):
                 self.errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
                 return value
-            if not value.isascii() and not _utf8(value):  # JSON's "\ud800": no store or log can write it
-                self.fail(value, path, "Member must be valid Unicode: it holds an unpaired surrogate")
+            if is_unpaired(value):  # not shown: the message must be encodable (api/surrogates.py)
+                self.errors.append(
+                    f"Value at '{path}' failed to satisfy constraint: Member must be Unicode text "
+                    "(it holds an unpaired surrogate)"
+                )
                 return value
             if "min" in meta and len(value) < meta["min"]:
                 self.fail(value, path, f"Member must have length greater than or equal to {meta['min']}")
@@ -345,6 +349,12 @@ class _Walker:
             self.found.non_finite.append((query, value))
             return value
         bounds = _INTEGER_RANGE.get(type_name)
+        if bounds is None and isinstance(value, int) and abs(value) > sys.float_info.max:
+            # A float or double member given an integer beyond the float range (JSON's 400 digits, a CBOR
+            # bignum): float(value) raises OverflowError. A float parser makes it an infinity, and so it is told.
+            self.fail(value, path, "Member must be a finite number")
+            self.found.non_finite.append((query, math.inf if value > 0 else -math.inf))
+            return value
         if bounds is not None:
             if isinstance(value, float):
                 if not value.is_integer():

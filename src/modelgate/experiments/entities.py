@@ -51,13 +51,21 @@ class Strategy(StrEnum):
 MANUAL = "Manual"
 FALLBACK = "Fallback"
 MAX_REWARDS_PER_INFERENCE = 1000
+# The largest warm-up and horizon (invocations per variant): far beyond what an experiment on one machine
+# serves, and well inside the store's 64-bit integers (a larger number was a 500 when it was written).
+MAX_INVOCATIONS_PER_VARIANT = 1_000_000_000
 
 
 def check_reward(value: float) -> float:
     """Return ``value`` as a float if it is a valid reward, else raise :class:`InvalidReward`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidReward(f"reward must be a number in [0, 1], got {value!r}")
-    reward = float(value)
+    try:
+        reward = float(value)
+    except OverflowError:  # an integer of hundreds of digits (JSON writes them): beyond a float
+        raise InvalidReward(
+            "reward must be in [0, 1] (1 is a full conversion), got a number beyond the float range"
+        ) from None
     if not math.isfinite(reward) or reward < 0.0 or reward > 1.0:
         raise InvalidReward(f"reward must be in [0, 1] (1 is a full conversion), got {value!r}")
     return reward
@@ -133,12 +141,14 @@ class ExperimentParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
             raise InvalidParameter(f"epsilon must be in [0, 1], got {self.epsilon}")
-        if self.warmup < 0:
-            raise InvalidParameter(f"warmup must be >= 0, got {self.warmup}")
+        if not 0 <= self.warmup <= MAX_INVOCATIONS_PER_VARIANT:
+            raise InvalidParameter(f"warmup must be in [0, {MAX_INVOCATIONS_PER_VARIANT}], got {self.warmup}")
         if not 0.0 < self.alpha < 0.5:
             raise InvalidParameter(f"alpha must be in (0, 0.5), got {self.alpha}")
-        if self.horizon < 1:
-            raise InvalidParameter(f"horizon must be >= 1 invocation per variant, got {self.horizon}")
+        if not 1 <= self.horizon <= MAX_INVOCATIONS_PER_VARIANT:
+            raise InvalidParameter(
+                f"horizon must be in [1, {MAX_INVOCATIONS_PER_VARIANT}] invocations per variant, got {self.horizon}"
+            )
         if not 1 <= self.looks <= 50:
             raise InvalidParameter(f"looks must be in [1, 50], got {self.looks}")
         if not 1 <= self.max_rewards_per_inference <= MAX_REWARDS_PER_INFERENCE:

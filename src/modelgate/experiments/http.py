@@ -37,9 +37,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from modelgate.api.surrogates import holds_unpaired
 from modelgate.errors import InternalFailure, ModelgateError, RequestTooLarge
 from modelgate.experiments.analysis import Summary
-from modelgate.experiments.entities import ExperimentParams, Strategy
+from modelgate.experiments.entities import ExperimentParams, Strategy, check_reward
 from modelgate.experiments.errors import InvalidParameter, InvalidRequest, InvalidReward, InvalidStrategy
 from modelgate.experiments.guard import AdminGuard, AwsProtocolGuard, require_json
 from modelgate.experiments.service import ExperimentService, Registration, Requester
@@ -120,10 +121,12 @@ async def _json_body(request: Incoming, limit: int) -> dict[str, Any]:
     raw = await _read_body(request, limit)
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested some hundreds deep
         raise InvalidRequest("Require HTTP POST with json body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Require HTTP POST with json body")
+    if holds_unpaired(body):  # JSON's \ud800 escape: no store or answer can hold it (api/surrogates.py)
+        raise InvalidRequest("Require json body of Unicode text: a string holds an unpaired surrogate")
     if not isinstance(body.get("endpoint_name"), str) or not body["endpoint_name"]:
         raise InvalidRequest("Require endpoint name in body")
     return body
@@ -145,9 +148,7 @@ def _reward(body: dict[str, Any]) -> float:
             raw = float(raw)
         except ValueError:
             raise InvalidReward(f"reward must be a number in [0, 1], got {raw!r}") from None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise InvalidReward(f"reward must be a number in [0, 1], got {raw!r}")
-    return float(raw)
+    return check_reward(raw)  # also refuses a type other than a number, and an int beyond a float (not a 500)
 
 
 def _predictions(body: bytes) -> Any:
@@ -230,7 +231,7 @@ def _params(body: dict[str, Any]) -> ExperimentParams | None:
             control=_optional_str(body, "control"),
             max_rewards_per_inference=int(body.get("max_rewards_per_inference", default.max_rewards_per_inference)),
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity), which JSON's parser gives
         raise InvalidParameter(
             "epsilon, alpha must be numbers; warmup, horizon, looks, max_rewards_per_inference integers"
         ) from None

@@ -32,7 +32,8 @@ from modelgate.telemetry.store import HIGH_RES_RETENTION, MetricStore
 MAX_DATAPOINTS_PER_CALL = 1440
 LIST_PAGE = 500
 _LIMIT = 2.0**360
-_TINY = 8.515920e-109
+# CloudWatch refuses a non-zero value whose magnitude is below this (2 ** -360), as it refuses one above _LIMIT.
+SMALLEST_MAGNITUDE = 8.515920e-109
 _TWO_WEEKS = 14 * 86400
 _TWO_HOURS = 2 * 3600
 
@@ -345,7 +346,7 @@ def _check_datum(d: MetricDatum, where: str, now: float) -> None:
                 "positive and Minimum no greater than Maximum."
             )
     for name, v in checks:
-        if not math.isfinite(v) or abs(v) > _LIMIT or (v != 0 and abs(v) < _TINY):
+        if not math.isfinite(v) or abs(v) > _LIMIT or (v != 0 and abs(v) < SMALLEST_MAGNITUDE):
             raise InvalidParameterValue(f"The value {_show(v)} for parameter {name} is invalid.")
         if name.endswith(".Counts") and v < 0:
             raise InvalidParameterValue(f"The value {_show(v)} for parameter {name} is invalid.")
