@@ -80,17 +80,22 @@ def top_up(fuzzer: Fuzzer, reached: Mapping[str, int], seconds: float = 90.0) ->
         if not short:
             return
         for target in short:
-
-            @seed(run_seed())
-            @settings(max_examples=5, deadline=None, database=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))  # fmt: skip
-            @given(target.params)
-            def send(params: Any, target: Target = target) -> None:
-                if accepted(fuzzer, target.label) < reached[target.label]:
-                    fuzzer.exchange(target, target.protocol.build(target.op, params), "valid", params)
-
-            send()
+            _send_valid(fuzzer, target, reached[target.label])
         time.sleep(1.0)
+
+
+def _send_valid(fuzzer: Fuzzer, target: Target, least: int) -> None:
+    """Up to five valid requests of ``target``, until it has ``least`` accepted."""
+
+    @seed(run_seed())
+    @settings(max_examples=5, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(target.params)
+    def send(params: Any) -> None:
+        if accepted(fuzzer, target.label) < least:
+            fuzzer.exchange(target, target.protocol.build(target.op, params), "valid", params)
+
+    send()
 
 
 def accepted(fuzzer: Fuzzer, label: str) -> int:

@@ -184,3 +184,20 @@ def test_the_ab_world_draws_conversions_of_its_inferences() -> None:
     assert seen[ACCEPTED] > 50  # most are the issued inference not yet converted
     for code in ("InferenceUserMismatch", "InferenceNotFound", "AlreadyConverted", "InferenceFailed"):
         assert any(c == code for _, c in filter(None, seen)), (code, seen)
+
+
+def test_top_up_sends_valid_requests_again_until_a_target_is_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target refused at first (an endpoint not InService yet) gets valid requests again, a second apart,
+    until its accepted count is reached; a reached target gets none."""
+    from tests.fuzz import run as runner
+
+    monkeypatch.setattr(runner.time, "sleep", lambda _s: None)
+    refused = answer(400, {"__type": "ValidationException", "message": "not InService yet"})
+    client = Scripted([refused, refused, answer(200, {}), answer(200, {})])
+    target = Target("Op", AwsJson("X", "1.1"), st.just({}))
+    fuzzer = Fuzzer(client, [target], port=1)  # type: ignore[arg-type]
+    runner.top_up(fuzzer, {target.label: 2}, seconds=30)
+    assert runner.accepted(fuzzer, target.label) == 2
+    assert len(client.sent) == 4 and client.answers == []
+    runner.top_up(fuzzer, {target.label: 2}, seconds=30)  # reached: nothing more is sent
+    assert len(client.sent) == 4
